@@ -1,0 +1,96 @@
+"""Adapters: where an architecture's cacheable units are and how a skipped unit is replayed.
+
+An adapter is data. Registered per class key "package:Class" and found by walking the model's MRO, so a
+subclass of a supported model is supported too. `register()` adds any model in a few lines.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from torch import nn
+
+__all__ = ["Adapter", "register", "find_adapter", "resolve_units", "UnsupportedModelError"]
+
+_REGISTRY: dict[str, Adapter] = {}
+
+
+class UnsupportedModelError(TypeError):
+    """No adapter is registered for a model class (or its units cannot be found)."""
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Describe a denoiser's cacheable units in execution order and how to replay a skipped one.
+
+    Args:
+        units: attribute names on the model, in execution order; a ModuleList expands to its items and
+            a None attribute (e.g. an absent mid block) is left out.
+        reuse: "output" returns the unit's cached output (DeepCache / A-SDM feature inheritance, UNets);
+            "residual" adds the unit's cached residual to its fresh input (First-Block-Cache, DiTs).
+        streams: for "residual": the input argument that each output position continues; a single name
+            means the unit returns one tensor. A None position is replayed from the cached value as is.
+        head: leading units that always compute by default (the first one is the drift probe).
+        tail: trailing units that always compute by default.
+        timestep: name of the denoiser forward argument holding the timestep (the step clock).
+        unbatched: unit arguments that carry no batch dimension (never sliced for per-sample compute).
+    """
+
+    units: tuple[str, ...]
+    reuse: Literal["output", "residual"]
+    streams: str | tuple[str | None, ...] = "hidden_states"
+    head: int = 1
+    tail: int = 0
+    timestep: str = "timestep"
+    unbatched: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.reuse not in ("output", "residual"):
+            raise ValueError(f"Adapter.reuse={self.reuse!r} is invalid; allowed: 'output' or 'residual'.")
+        if not self.units or isinstance(self.units, str):
+            raise ValueError(f"Adapter.units={self.units!r} must be a non-empty tuple of attribute names.")
+
+
+def _key(cls: type) -> str:
+    return f"{cls.__module__.split('.')[0]}:{cls.__name__}"
+
+
+def register(model_cls: type | str, adapter: Adapter | None = None, **fields) -> Adapter:
+    """Register an adapter for a model class (or a "package:Class" key); fields build one inline."""
+    if (adapter is None) == (not fields):
+        raise TypeError("register() takes either an Adapter or its fields, e.g. "
+                        "register(MyNet, units=('blocks',), reuse='residual').")
+    adapter = adapter or Adapter(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    _REGISTRY[model_cls if isinstance(model_cls, str) else _key(model_cls)] = adapter
+    return adapter
+
+
+def find_adapter(model: nn.Module) -> Adapter:
+    """Return the adapter registered for the model's class or its nearest registered base class."""
+    for cls in type(model).__mro__:
+        if _key(cls) in _REGISTRY:
+            return _REGISTRY[_key(cls)]
+    lists = [name for name, m in model.named_children() if isinstance(m, nn.ModuleList)]
+    raise UnsupportedModelError(
+        f"no diffskip adapter for {_key(type(model))}; supported: {sorted(_REGISTRY)}. Its ModuleLists are "
+        f"{lists or 'none'}. Register one, e.g. diffskip.register({type(model).__name__}, "
+        f"units=({(lists or ['blocks'])[0]!r},), reuse='residual', streams='hidden_states').")
+
+
+def resolve_units(model: nn.Module, adapter: Adapter) -> list[nn.Module]:
+    """Return the model's cacheable units in execution order."""
+    units: list[nn.Module] = []
+    for name in adapter.units:
+        if not hasattr(model, name):
+            raise UnsupportedModelError(f"{type(model).__name__} has no attribute {name!r} named by its adapter "
+                                        f"units={adapter.units}; fix the adapter's units.")
+        item = getattr(model, name)
+        if item is None:
+            continue
+        units.extend(item if isinstance(item, nn.ModuleList) else [item])
+    if not units:
+        raise UnsupportedModelError(f"{type(model).__name__}: adapter units={adapter.units} found no modules.")
+    return units
+
+
+from . import diffusers as _diffusers  # noqa: E402,F401  (registers the built-in adapters)

@@ -1,0 +1,24 @@
+"""Built-in adapters for diffusers denoisers (registered by key, so nothing is imported here)."""
+from __future__ import annotations
+
+from . import Adapter, register
+
+# UNets: DeepCache / A-SDM feature inheritance. The shallow path (first down block, last up block) stays
+# live; deeper blocks replay their cached outputs. Policy head/tail move the branch point.
+_UNET = Adapter(units=("down_blocks", "mid_block", "up_blocks"), reuse="output", head=1, tail=1)
+register("diffusers:UNet2DConditionModel", _UNET)  # SD 1.x / 2.x / SDXL
+register("diffusers:UNet2DModel", _UNET)
+
+# DiTs: First-Block-Cache style residual reuse; the first block is the live head and the drift probe.
+_DIT = Adapter(units=("transformer_blocks",), reuse="residual", streams="hidden_states")
+register("diffusers:DiTTransformer2DModel", _DIT)
+register("diffusers:PixArtTransformer2DModel", _DIT)
+register("diffusers:SanaTransformer2DModel", _DIT)
+
+# Joint-attention DiTs return (encoder_hidden_states, hidden_states); SD3's last block returns None first.
+register("diffusers:SD3Transformer2DModel",
+         Adapter(units=("transformer_blocks",), reuse="residual",
+                 streams=("encoder_hidden_states", "hidden_states")))
+register("diffusers:FluxTransformer2DModel",
+         Adapter(units=("transformer_blocks", "single_transformer_blocks"), reuse="residual",
+                 streams=("encoder_hidden_states", "hidden_states"), unbatched=("image_rotary_emb",)))

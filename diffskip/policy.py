@@ -1,0 +1,233 @@
+"""Policies: which cacheable units a denoiser step computes, as frozen, validated dataclasses.
+
+A policy is a pure decision function of (step, unit, drift, streak); all state lives in the session, so
+policies hash, print, serialise to one spec string (`str(policy)`) and parse back (`parse(spec)`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+__all__ = ["Policy", "Never", "Interval", "Uniform", "Threshold", "Mask", "StepInfo", "parse", "POLICIES"]
+
+POLICIES: dict[str, type[Policy]] = {}
+
+
+class PolicyError(ValueError):
+    """A policy spec or value is invalid."""
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a policy may look at when it decides one denoiser call."""
+
+    step: int  # 0-based index of the denoiser step in the run
+    num_steps: int | None  # steps in the run, where the pipeline or caller says
+    num_units: int  # skippable units (between the always-computed head and tail)
+    drift: torch.Tensor | None  # (B,) accumulated relative change of the probe unit since the last compute
+    streak: torch.Tensor  # (B,) consecutive steps on which the sample reused its skippable units
+
+
+def _register(name: str):
+    def wrap(cls):
+        cls.name = name
+        POLICIES[name] = cls
+        return cls
+
+    return wrap
+
+
+def _check(ok: bool, policy: str, field: str, value, allowed: str) -> None:
+    if not ok:
+        raise PolicyError(f"{policy}: {field}={value!r} is invalid; allowed: {allowed}. "
+                          f"Fix the value, e.g. parse('{policy}:{field}=...').")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """Base of all policies; `head`/`tail` override how many leading/trailing units always compute.
+
+    `None` keeps the adapter's default (UNets: first down block and last up block live, DeepCache-style;
+    DiTs: first block live, First-Block-Cache-style).
+    """
+
+    name: ClassVar[str] = "policy"
+    needs_drift: ClassVar[bool] = False
+    head: int | None = None
+    tail: int | None = None
+
+    def __post_init__(self) -> None:
+        for f in ("head", "tail"):
+            v = getattr(self, f)
+            _check(v is None or (isinstance(v, int) and v >= 0), self.name, f, v, "None or an int >= 0")
+
+    def decide(self, info: StepInfo, unit: int) -> bool | torch.Tensor:
+        """Return True (or a (B,) bool tensor) where skippable `unit` must compute at this step."""
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        parts = [f"{f.name}={_fmt(getattr(self, f.name))}" for f in dataclasses.fields(self)
+                 if getattr(self, f.name) != f.default]
+        return self.name + (":" + ",".join(parts) if parts else "")
+
+
+@_register("never")
+@dataclass(frozen=True)
+class Never(Policy):
+    """Always compute every unit (the exact baseline)."""
+
+    def decide(self, info: StepInfo, unit: int) -> bool:
+        return True
+
+
+@_register("interval")
+@dataclass(frozen=True)
+class Interval(Policy):
+    """Compute every `every`-th step inside [start, end), reuse in between (DeepCache, Ma et al. 2023)."""
+
+    every: int = 3
+    start: int = 0
+    end: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(isinstance(self.every, int) and self.every >= 1, self.name, "every", self.every, "an int >= 1")
+        _check(isinstance(self.start, int) and self.start >= 0, self.name, "start", self.start, "an int >= 0")
+        _check(self.end is None or (isinstance(self.end, int) and self.end > self.start), self.name, "end",
+               self.end, f"None or an int > start ({self.start})")
+
+    def decide(self, info: StepInfo, unit: int) -> bool:
+        s = info.step
+        outside = s < self.start or (self.end is not None and s >= self.end)
+        return outside or (s - self.start) % self.every == 0
+
+
+@_register("uniform")
+@dataclass(frozen=True)
+class Uniform(Policy):
+    """Compute 1/speedup of all skippable unit-steps, spread evenly over units and steps (Unified Layer Skipping).
+
+    Step 0 computes every unit; the remaining budget is staggered per unit (phase u/U), so every step
+    refreshes about the same number of units and no unit goes stale. The plan depends only on
+    (step, unit, num_steps), never on the input, so batching changes nothing. Needs `num_steps`.
+    """
+
+    speedup: float = 2.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(isinstance(self.speedup, (int, float)) and self.speedup >= 1.0, self.name, "speedup",
+               self.speedup, "a number >= 1.0")
+
+    def budget(self, num_steps: int, num_units: int) -> int:
+        """Return how many skippable unit computations a run of `num_steps` executes."""
+        total = num_steps * num_units
+        return min(total, max(num_units, round(total / self.speedup)))
+
+    def decide(self, info: StepInfo, unit: int) -> bool:
+        n, u_count, s = info.num_steps, info.num_units, info.step
+        if n is None:
+            raise PolicyError("uniform needs the number of steps of the run; it is known when the pipeline "
+                              "is wrapped with DiffSkipPipeline, or pass num_steps= to diffskip.session().")
+        if s == 0 or s >= n:  # step 0 fills the cache; steps past the plan compute everything
+            return True
+        rest = self.budget(n, u_count) - u_count  # computations left after step 0
+        d = (n - 1) * u_count
+        phase = unit * (n - 1)  # unit u is offset by u/U of a period; Hermite's identity keeps the total exact
+        return (s * rest + phase) // d > ((s - 1) * rest + phase) // d
+
+
+@_register("threshold")
+@dataclass(frozen=True)
+class Threshold(Policy):
+    """Compute a sample when its probe's accumulated relative change exceeds `threshold` (FBC, TeaCache).
+
+    The probe is the first unit's output (UNets) or residual (DiTs). Decided per sample: in a batch, the
+    samples that drifted recompute and the others reuse. `max_streak` (0 = no limit) caps consecutive reuse.
+    """
+
+    needs_drift: ClassVar[bool] = True
+    threshold: float = 0.1
+    warmup: int = 1
+    max_streak: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(isinstance(self.threshold, (int, float)) and self.threshold >= 0, self.name, "threshold",
+               self.threshold, "a number >= 0")
+        _check(isinstance(self.warmup, int) and self.warmup >= 1, self.name, "warmup", self.warmup, "an int >= 1")
+        _check(isinstance(self.max_streak, int) and self.max_streak >= 0, self.name, "max_streak",
+               self.max_streak, "an int >= 0 (0 = unlimited)")
+        _check(self.head != 0, self.name, "head", self.head, "None or an int >= 1 (the first unit is the probe)")
+
+    def decide(self, info: StepInfo, unit: int) -> bool | torch.Tensor:
+        if info.step < self.warmup or info.drift is None:
+            return True
+        compute = info.drift > self.threshold
+        if self.max_streak:
+            compute = compute | (info.streak >= self.max_streak)
+        return compute
+
+
+@_register("mask")
+@dataclass(frozen=True)
+class Mask(Policy):
+    """Follow an explicit per-step plan: '1' computes, '0' reuses (step masks)."""
+
+    steps: str = "1"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(isinstance(self.steps, str) and len(self.steps) > 0 and set(self.steps) <= {"0", "1"},
+               self.name, "steps", self.steps, "a non-empty string of 0/1, one character per step")
+
+    def decide(self, info: StepInfo, unit: int) -> bool:
+        if info.step >= len(self.steps):
+            raise PolicyError(f"mask: steps={self.steps!r} covers {len(self.steps)} steps but the run reached "
+                              f"step {info.step}; give one character per denoiser step.")
+        return self.steps[info.step] == "1"
+
+
+def _fmt(v) -> str:
+    return "none" if v is None else str(v)
+
+
+def _convert(policy: str, field: dataclasses.Field, hint, raw: str):
+    if raw.lower() == "none" and type(None) in typing.get_args(hint):
+        return None
+    base = next((t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)), str)
+    try:
+        if base is int:
+            return int(raw)
+        if base is float:
+            return float(raw)
+        return raw
+    except ValueError:
+        raise PolicyError(f"{policy}: {field.name}={raw!r} is not a valid {base.__name__}; "
+                          f"write e.g. {policy}:{field.name}={_fmt(field.default)}.") from None
+
+
+def parse(spec: str | Policy) -> Policy:
+    """Parse a spec string like 'interval:every=3,start=2' (or pass a Policy through)."""
+    if isinstance(spec, Policy):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise PolicyError(f"policy spec {spec!r} is not a non-empty string; allowed names: {sorted(POLICIES)}.")
+    name, _, rest = spec.strip().partition(":")
+    cls = POLICIES.get(name.strip().lower())
+    if cls is None:
+        raise PolicyError(f"unknown policy {name!r}; allowed: {sorted(POLICIES)} (e.g. 'interval:every=3').")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        if key not in fields or not eq:
+            raise PolicyError(f"{cls.name}: bad option {item!r}; allowed keys: {sorted(fields)} as key=value.")
+        kwargs[key] = _convert(cls.name, fields[key], hints[key], raw.strip())
+    return cls(**kwargs)

@@ -1,0 +1,70 @@
+"""What a run computed and reused, per step and guidance branch, and the FLOPs it actually executed."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class CallRecord:
+    """One denoiser call: unit evaluations counted per sample (a batch of 4 computing one unit counts 4)."""
+
+    step: int
+    branch: int
+    timestep: float
+    computed: int = 0  # skippable unit evaluations that ran
+    reused: int = 0  # skippable unit evaluations replayed from the cache
+    live: int = 0  # head/tail unit evaluations (always run)
+    flops_run: float | None = None  # measured FLOPs executed in this call
+    flops_full: float | None = None  # measured FLOPs of the same call with every unit computed
+
+
+@dataclass
+class Stats:
+    """Totals and per-call records of one run; `flops_fraction` is executed / full denoiser FLOPs."""
+
+    num_units: int
+    skippable: int
+    calls: list[CallRecord] = field(default_factory=list)
+
+    def add(self, rec: CallRecord) -> None:
+        self.calls.append(rec)
+
+    @property
+    def steps(self) -> int:
+        return len({c.step for c in self.calls})
+
+    @property
+    def computed(self) -> int:
+        return sum(c.computed for c in self.calls)
+
+    @property
+    def reused(self) -> int:
+        return sum(c.reused for c in self.calls)
+
+    @property
+    def flops_fraction(self) -> float | None:
+        """Executed / full denoiser FLOPs over the run (None if any call's FLOPs were not measured)."""
+        if not self.calls or any(c.flops_full is None for c in self.calls):
+            return None
+        return sum(c.flops_run for c in self.calls) / sum(c.flops_full for c in self.calls)
+
+    def per_branch(self) -> dict[int, dict[str, int]]:
+        """Computed / reused skippable unit evaluations per guidance branch."""
+        out: dict[int, dict[str, int]] = {}
+        for c in self.calls:
+            d = out.setdefault(c.branch, {"computed": 0, "reused": 0})
+            d["computed"] += c.computed
+            d["reused"] += c.reused
+        return out
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready summary with per-call records."""
+        return {"steps": self.steps, "units": self.num_units, "skippable_units": self.skippable,
+                "computed": self.computed, "reused": self.reused, "flops_fraction": self.flops_fraction,
+                "per_branch": self.per_branch(), "calls": [asdict(c) for c in self.calls]}
+
+    def __str__(self) -> str:
+        f = self.flops_fraction
+        frac = "n/a" if f is None else f"{f:.3f}"
+        return (f"steps={self.steps} calls={len(self.calls)} computed={self.computed} reused={self.reused} "
+                f"(skippable units {self.skippable} of {self.num_units}) denoiser_flops_fraction={frac}")

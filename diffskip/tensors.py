@@ -1,0 +1,47 @@
+"""Small helpers over nested tensor structures: find, slice batch rows, merge rows back."""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+__all__ = ["first_tensor", "slice_rows", "merge_rows"]
+
+
+def first_tensor(x: Any) -> torch.Tensor | None:
+    """Return the first tensor in a nested tuple/list/dict structure (None if there is none)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    items = x.values() if isinstance(x, dict) else x if isinstance(x, (tuple, list)) else ()
+    for v in items:
+        t = first_tensor(v)
+        if t is not None:
+            return t
+    return None
+
+
+def _take(x: Any, rows: torch.Tensor, batch: int) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.index_select(0, rows.to(x.device)) if x.dim() > 0 and x.shape[0] == batch else x
+    if isinstance(x, (tuple, list)):
+        return type(x)(_take(v, rows, batch) for v in x)
+    if isinstance(x, dict):
+        return {k: _take(v, rows, batch) for k, v in x.items()}
+    return x
+
+
+def slice_rows(sig: inspect.Signature, bound: inspect.BoundArguments, rows: torch.Tensor, batch: int,
+               unbatched: tuple[str, ...] = ()) -> inspect.BoundArguments:
+    """Keep only batch `rows` of every batched argument (dim 0 == batch), except the `unbatched` names."""
+    args = {k: v if k in unbatched else _take(v, rows, batch) for k, v in bound.arguments.items()}
+    return inspect.BoundArguments(sig, args)
+
+
+def merge_rows(full: Any, part: Any, rows: torch.Tensor) -> Any:
+    """Return `full` with batch `rows` replaced by `part` (same nested structure; new tensors, no in-place)."""
+    if isinstance(full, torch.Tensor):
+        return full.index_copy(0, rows.to(full.device), part.to(full.dtype))
+    if isinstance(full, (tuple, list)):
+        return type(full)(merge_rows(f, p, rows) for f, p in zip(full, part))
+    return full
