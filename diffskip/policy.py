@@ -70,8 +70,10 @@ class Policy:
         raise NotImplementedError
 
     def __str__(self) -> str:
-        parts = [f"{f.name}={_fmt(getattr(self, f.name))}" for f in dataclasses.fields(self)
-                 if getattr(self, f.name) != f.default]
+        own = [f for f in dataclasses.fields(self) if f.name not in ("head", "tail")]
+        shared = [f for f in dataclasses.fields(self) if f.name in ("head", "tail")]
+        parts = [f"{f.name}={_fmt(getattr(self, f.name))}" for f in own + shared
+                 if getattr(self, f.name) != f.default or (own and f is own[0])]  # the main knob is always shown
         return self.name + (":" + ",".join(parts) if parts else "")
 
 

@@ -1,0 +1,114 @@
+"""Session behaviour: per-sample Threshold, guidance branches, Uniform budget and batch independence, FLOPs."""
+import pytest
+import torch
+
+import diffskip
+from models import build, denoise, inputs, stacked_inputs
+from test_adapters import ToyNet
+
+
+def _toy(depth=5):
+    diffskip.register(ToyNet, units=["blocks"], reuse="residual", timestep="t")
+    torch.manual_seed(0)
+    return diffskip.attach(ToyNet(depth=depth))
+
+
+def test_threshold_recomputes_only_the_fast_changing_sample():
+    net = _toy()
+    seen = []
+    net.blocks[2].lin.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[0]))
+    g = torch.Generator().manual_seed(1)
+    slow = torch.randn(1, 3, 8, generator=g)
+    pol = diffskip.Threshold(threshold=0.05, warmup=1)
+    with torch.no_grad(), diffskip.session(net, pol) as s:
+        outs = []
+        for k, t in enumerate((900.0, 899.0, 898.0, 897.0, 896.0)):  # the slow row barely moves
+            fast = torch.randn(1, 3, 8, generator=g)  # a new sample every step: large drift
+            x = torch.cat([fast, slow * (1 + 1e-4 * k)])
+            outs.append((x, net(x, t)))
+    # step 0: both rows computed; later steps: only the fast row runs the skippable blocks
+    assert seen == [2, 1, 1, 1, 1]
+    assert [c.computed for c in s.stats.calls] == [2 * 4] + [1 * 4] * 4
+    assert [c.reused for c in s.stats.calls] == [0] + [1 * 4] * 4
+    x, out = outs[-1]
+    diffskip.detach(net)
+    ref = net(x, 896.0)
+    assert torch.allclose(out[0], ref[0], atol=1e-6)  # the recomputed sample is exact
+    assert not torch.equal(out[1], ref[1]) and torch.allclose(out[1], ref[1], atol=1e-2)  # reused: close
+
+
+def test_separate_guidance_passes_keep_separate_caches():
+    model = diffskip.attach(build("pixart"))
+    x, kw = inputs("pixart", 1)
+    uncond = dict(kw, encoder_hidden_states=torch.zeros_like(kw["encoder_hidden_states"]))
+    with torch.no_grad(), diffskip.session(model, "interval:every=2") as s:
+        for t in (900.0, 700.0, 500.0):
+            ts = torch.tensor([t])
+            model(x, timestep=ts, return_dict=False, **kw)  # cond pass
+            model(x, timestep=ts, return_dict=False, **uncond)  # uncond pass, same timestep
+    assert sorted(s.branches) == [0, 1] and s.step == 2
+    c0, c1 = s.branches[0].cache, s.branches[1].cache
+    assert c0.keys() == c1.keys() and len(c0) == 3
+    assert all(not torch.allclose(c0[i][0], c1[i][0]) for i in c0)
+    assert s.stats.per_branch() == {0: {"computed": 6, "reused": 3}, 1: {"computed": 6, "reused": 3}}
+
+
+def test_batched_cfg_2b_decides_rows_independently():
+    net = _toy()
+    x = torch.randn(4, 3, 8)  # a CFG batch 2B: rows 0-1 uncond, 2-3 cond
+    with torch.no_grad(), diffskip.session(net, "threshold:threshold=0.5") as s:
+        for t in (900.0, 800.0):
+            net(x, t)
+    assert s.stats.calls[1].reused == 4 * 4 and s.branches[0].drift.shape == (4,)
+
+
+def test_uniform_half_compute_spread_and_batch_independent():
+    model = diffskip.attach(build("pixart"))
+    steps = 10
+    with diffskip.session(model, diffskip.Uniform(speedup=2), num_steps=steps) as s1:
+        one = denoise(model, "pixart", b=1, steps=steps)
+    with diffskip.session(model, diffskip.Uniform(speedup=2), num_steps=steps) as s4:
+        four = denoise(model, "pixart", steps=steps, xkw=stacked_inputs("pixart", [0, 1, 2, 3]))
+    skippable = steps * s1.num_units
+    assert abs(s1.stats.computed - skippable / 2) <= 1
+    assert sum(c.computed > 0 for c in s1.stats.calls[1:]) >= steps / 2  # spread over the steps
+    assert [c.computed * 4 for c in s1.stats.calls] == [c.computed for c in s4.stats.calls]
+    assert torch.allclose(one[0], four[0], atol=1e-5)  # sample 0 is the same input in both batches
+
+
+def test_flops_fraction_counts_executed_units():
+    model = diffskip.attach(build("pixart"))
+    with diffskip.session(model, "interval:every=3") as s:
+        denoise(model, "pixart", b=2, steps=6)
+    full = s.stats.calls[0].flops_full
+    run = [c.flops_run for c in s.stats.calls]
+    assert run[0] == full and run[3] == full  # computed steps
+    assert run[1] == run[2] < full  # head block + embeddings + output layers only
+    per_block = (full - run[1]) / 3
+    assert per_block > 0 and s.stats.flops_fraction == pytest.approx((2 * full + 4 * run[1]) / (6 * full))
+
+
+def test_new_run_is_detected_from_a_larger_timestep():
+    net = _toy()
+    with diffskip.session(net, "interval:every=2") as s:
+        for t in (900.0, 500.0, 100.0, 900.0, 500.0):
+            net(torch.randn(1, 3, 8), t)
+    assert len(s.history) == 1 and s.history[0].steps == 3 and s.stats.steps == 2
+
+
+def test_sessions_do_not_nest_and_need_attach():
+    net = _toy()
+    with diffskip.session(net, "never"):
+        with pytest.raises(RuntimeError, match="do not nest"):
+            with diffskip.session(net, "never"):
+                pass
+    with pytest.raises(RuntimeError, match="not attached"):
+        with diffskip.session(ToyNet(), "never"):
+            pass
+
+
+def test_head_plus_tail_larger_than_units_raises():
+    net = _toy(depth=3)
+    with pytest.raises(ValueError, match=r"head=2 \+ tail=2 exceeds the 3 units"):
+        with diffskip.session(net, "interval:head=2,tail=2"):
+            pass
