@@ -1,0 +1,118 @@
+"""The `diffskip` command: `diffskip generate` renders a prompt grid with a policy (and the exact baseline)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .pipeline import DiffSkipPipeline
+from .policy import parse
+
+EMBEDDED = Path(__file__).resolve().parents[1] / "pipelines"
+DEFAULT_MODEL = "fashion-sd"
+DEFAULT_POLICY = "interval:every=3"
+DEFAULT_PROMPTS = ["a photo of a t-shirt", "a pair of trousers, product shot", "a pullover on white",
+                   "a dress, studio photo", "a photo of a coat", "a sandal, catalogue image", "a shirt, product shot",
+                   "a photo of a sneaker", "a bag on white", "an ankle boot, studio photo"]
+
+
+def load(model: str, policy: str):
+    """Load `model` (an embedded name, a diffusers folder, a hub id, or 'tiny-sd') wrapped with `policy`."""
+    if model == "tiny-sd":
+        from .testing import tiny_pipeline
+
+        return DiffSkipPipeline(tiny_pipeline("sd"), policy)
+    path = EMBEDDED / model if (EMBEDDED / model / "model_index.json").exists() else Path(model)
+    if not (path / "model_index.json").exists() and Path(model).exists():
+        raise SystemExit(f"--model {model!r}: {path} has no model_index.json; give a diffusers pipeline folder.")
+    return DiffSkipPipeline.from_pretrained(str(path) if path.exists() else model, policy)
+
+
+def grid(images: list[Image.Image], cols: int) -> Image.Image:
+    """Tile equally sized images into a grid with `cols` columns."""
+    w, h = images[0].size
+    rows = math.ceil(len(images) / cols)
+    out = Image.new("RGB", (cols * w, rows * h), "white")
+    for i, im in enumerate(images):
+        out.paste(im, ((i % cols) * w, (i // cols) * h))
+    return out
+
+
+def _render(pipe, prompts: list[str], args) -> tuple[list[Image.Image], float]:
+    g = torch.Generator().manual_seed(args.seed)
+    t0 = time.perf_counter()
+    out = pipe(prompts, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=g,
+               num_images_per_prompt=args.per_prompt, **({"height": args.size, "width": args.size} if args.size else {}))
+    return out.images, time.perf_counter() - t0
+
+
+def _psnr(a: Image.Image, b: Image.Image) -> float:
+    x, y = (np.asarray(i, dtype=np.float64) for i in (a, b))
+    mse = float(((x - y) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def generate(args: argparse.Namespace) -> dict:
+    """Render the prompt grid accelerated (and unaccelerated with --baseline); write PNGs and stats.json."""
+    pipe = load(args.model, args.policy)
+    pipe.set_progress_bar_config(disable=True)
+    prompts = args.prompt or DEFAULT_PROMPTS
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    images, secs = _render(pipe, prompts, args)
+    for i, im in enumerate(images):
+        im.save(out / f"{i:03d}.png")
+    cols = args.cols or min(len(images), 10)
+    grid(images, cols).resize((cols * args.cell, math.ceil(len(images) / cols) * args.cell), Image.NEAREST).save(
+        out / "grid.png")
+    report = {"model": args.model, "policy": str(pipe.policy), "prompts": prompts, "steps": args.steps,
+              "seconds": round(secs, 3), "stats": {k: v for k, v in pipe.last_stats.to_dict().items() if k != "calls"}}
+    if args.baseline:
+        base, bsecs = _render(DiffSkipPipeline(pipe.pipe, "never"), prompts, args)
+        grid(base, cols).resize((cols * args.cell, math.ceil(len(base) / cols) * args.cell), Image.NEAREST).save(
+            out / "grid_baseline.png")
+        report.update(baseline_seconds=round(bsecs, 3),
+                      psnr_vs_baseline=round(float(np.mean([_psnr(a, b) for a, b in zip(images, base)])), 2))
+    (out / "stats.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and run a subcommand."""
+    p = argparse.ArgumentParser(prog="diffskip", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("generate", help="render a prompt grid with a caching policy")
+    g.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, diffusers folder, hub id, or tiny-sd")
+    g.add_argument("--policy", default=DEFAULT_POLICY, type=lambda s: str(parse(s)), help="policy spec string")
+    g.add_argument("--prompt", action="append", help="a prompt (repeat for several; default: 10 garments)")
+    g.add_argument("--steps", type=int, default=25)
+    g.add_argument("--guidance", type=float, default=4.0)
+    g.add_argument("--per-prompt", type=int, default=1, help="images per prompt")
+    g.add_argument("--size", type=int, default=None, help="height = width in pixels (default: the model's)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--cols", type=int, default=None)
+    g.add_argument("--cell", type=int, default=96, help="pixels per grid cell (nearest-neighbour upscale)")
+    g.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                   help="also render the unaccelerated grid and report PSNR against it")
+    g.add_argument("--out", default="out/generate")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    report = generate(args)
+    st = report["stats"]
+    print(f"policy {report['policy']}: {st['computed']} unit evaluations computed, {st['reused']} reused, "
+          f"denoiser FLOPs {st['flops_fraction']:.3f} of full, {report['seconds']}s"
+          + (f" (baseline {report['baseline_seconds']}s, PSNR vs baseline {report['psnr_vs_baseline']} dB)"
+             if "baseline_seconds" in report else ""))
+    print(f"wrote {Path(args.out) / 'grid.png'}, the images and stats.json in {args.out}/")
+
+
+if __name__ == "__main__":
+    main()
