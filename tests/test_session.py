@@ -112,3 +112,23 @@ def test_head_plus_tail_larger_than_units_raises():
     with pytest.raises(ValueError, match=r"head=2 \+ tail=2 exceeds the 3 units"):
         with diffskip.session(net, "interval:head=2,tail=2"):
             pass
+
+
+@pytest.mark.parametrize("kind", ["unet-sd", "unet-sdxl", "flux", "sd3", "sana"])
+def test_threshold_sub_batch_on_real_adapters(kind):
+    """Mixed rows run as a sub-batch (tuple outputs, unbatched rotary embeddings) and stay exact for them."""
+    model = diffskip.attach(build(kind))
+    x, kw = stacked_inputs(kind, [0, 1])
+    name = "sample" if kind.startswith("unet") else "hidden_states"
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad(), diffskip.session(model, "threshold:threshold=0.02") as s:
+        for t in (900.0, 899.99, 899.98):
+            x = torch.cat([torch.randn(x[:1].shape, generator=g), x[1:]])  # row 0 changes, row 1 does not
+            tt = torch.tensor([t / 1000 if kind == "flux" else t] * 2)
+            out = model(**{name: x}, timestep=tt, return_dict=False, **kw)[0]
+    u = s.num_units
+    assert [(c.computed, c.reused) for c in s.stats.calls] == [(2 * u, 0), (u, u), (u, u)]
+    diffskip.detach(model)
+    with torch.no_grad():
+        ref = model(**{name: x}, timestep=tt, return_dict=False, **kw)[0]
+    assert torch.allclose(out[0], ref[0], atol=1e-4)
