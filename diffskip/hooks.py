@@ -78,6 +78,9 @@ def _first_tensor(args: tuple, kwargs: dict) -> torch.Tensor:
 def attach(model: nn.Module, adapter: Adapter | None = None) -> nn.Module:
     """Wrap the model's and its units' forwards on this instance; inert until a session is active."""
     if _ATTR in model.__dict__:
+        if adapter is not None and adapter != model.__dict__[_ATTR].adapter:
+            raise RuntimeError(f"{type(model).__name__} is already attached with another adapter; "
+                               f"call diffskip.detach(model) first.")
         return model
     adapter = adapter or find_adapter(model)
     h = Hooked(model, adapter)

@@ -80,7 +80,7 @@ class Session:
         self._br = br
         self._rows: dict[int, int] = {}
         rec = CallRecord(self.step, self.branch, t)
-        key = (tuple(x.shape), x.dtype)
+        key = tuple((tuple(v.shape), v.dtype) for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor))
         measure = self.count_flops and key not in self.hooked.flops and not br.cache
         if measure:
             self._unit_flops: dict[int, float] = {}

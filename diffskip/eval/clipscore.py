@@ -1,0 +1,39 @@
+"""CLIP score (torchmetrics CLIPScore) with the project's own committed CLIP."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torchmetrics.multimodal.clip_score import CLIPScore
+from transformers import CLIPModel, CLIPProcessor
+
+DEFAULT_CLIP = Path(__file__).resolve().parents[2] / "pipelines" / "fashion-clip"
+
+
+class PooledCLIPModel(CLIPModel):
+    """CLIPModel whose get_*_features return pooled tensors (torchmetrics issue #3407)."""
+
+    def get_image_features(self, pixel_values: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Return projected image embeddings (B, D)."""
+        out = super().get_image_features(pixel_values=pixel_values, **kwargs)
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                          **kwargs) -> torch.Tensor:
+        """Return projected text embeddings (B, D)."""
+        out = super().get_text_features(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+def clip_loader(path: str | Path = DEFAULT_CLIP) -> Callable[[], tuple[PooledCLIPModel, CLIPProcessor]]:
+    """Return the callable CLIPScore expects, loading model and processor from a local folder."""
+    def load() -> tuple[PooledCLIPModel, CLIPProcessor]:
+        model = PooledCLIPModel.from_pretrained(path, dtype=torch.float32).eval()
+        return model, CLIPProcessor.from_pretrained(path)
+    return load
+
+
+def make_clip_score(path: str | Path = DEFAULT_CLIP) -> CLIPScore:
+    """Return a torchmetrics CLIPScore backed by the committed Fashion-MNIST CLIP."""
+    return CLIPScore(model_name_or_path=clip_loader(path))
