@@ -56,7 +56,8 @@ class Policy:
     """
 
     name: ClassVar[str] = "policy"
-    needs_drift: ClassVar[bool] = False
+    needs_drift: ClassVar[bool] = False  # the session measures the probe unit's drift for it
+    reuses: ClassVar[bool] = True  # False: the session keeps no cache at all
     head: int | None = None
     tail: int | None = None
 
@@ -81,6 +82,8 @@ class Policy:
 @dataclass(frozen=True)
 class Never(Policy):
     """Always compute every unit (the exact baseline)."""
+
+    reuses: ClassVar[bool] = False
 
     def decide(self, info: StepInfo, unit: int) -> bool:
         return True

@@ -113,7 +113,7 @@ class Session:
         i, br = unit.index, self._br
         skippable = self.head <= i < len(self.hooked.units) - self.tail
         probe = i == 0 and self.policy.needs_drift
-        if not skippable and not probe:
+        if (not skippable or not self.policy.reuses) and not probe:  # nothing to cache: run as is
             return self._run(unit, args, kwargs, self.batch)
         bound = unit.signature.bind(*args, **kwargs)
         if not skippable:
