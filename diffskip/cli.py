@@ -62,6 +62,7 @@ def _psnr(a: Image.Image, b: Image.Image) -> float:
 def generate(args: argparse.Namespace) -> dict:
     """Render the prompt grid accelerated (and unaccelerated with --baseline); write PNGs and stats.json."""
     pipe = load(args.model, args.policy)
+    pipe.to(args.device)
     pipe.set_progress_bar_config(disable=True)
     prompts = args.prompt or DEFAULT_PROMPTS
     out = Path(args.out)
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--cell", type=int, default=96, help="pixels per grid cell (nearest-neighbour upscale)")
     g.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                    help="also render the unaccelerated grid and report PSNR against it")
+    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     g.add_argument("--out", default="out/generate")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
