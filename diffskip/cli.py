@@ -45,6 +45,11 @@ def grid(images: list[Image.Image], cols: int) -> Image.Image:
     return out
 
 
+def _save_grid(images: list[Image.Image], cols: int, cell: int, path: Path) -> None:
+    rows = math.ceil(len(images) / cols)
+    grid(images, cols).resize((cols * cell, rows * cell), Image.NEAREST).save(path)
+
+
 def _render(pipe, prompts: list[str], args) -> tuple[list[Image.Image], float]:
     g = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
@@ -67,20 +72,20 @@ def generate(args: argparse.Namespace) -> dict:
     prompts = args.prompt or DEFAULT_PROMPTS
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    cols = args.cols or min(len(prompts) * args.per_prompt, 10)
+    report = {"model": args.model, "policy": str(pipe.policy), "prompts": prompts, "steps": args.steps}
+    if args.baseline:  # first: it also warms up and measures the full-pass FLOPs once
+        base, bsecs = _render(DiffSkipPipeline(pipe.pipe, "never"), prompts, args)
+        _save_grid(base, cols, args.cell, out / "grid_baseline.png")
+        report["baseline_seconds"] = round(bsecs, 3)
     images, secs = _render(pipe, prompts, args)
     for i, im in enumerate(images):
         im.save(out / f"{i:03d}.png")
-    cols = args.cols or min(len(images), 10)
-    grid(images, cols).resize((cols * args.cell, math.ceil(len(images) / cols) * args.cell), Image.NEAREST).save(
-        out / "grid.png")
-    report = {"model": args.model, "policy": str(pipe.policy), "prompts": prompts, "steps": args.steps,
-              "seconds": round(secs, 3), "stats": {k: v for k, v in pipe.last_stats.to_dict().items() if k != "calls"}}
+    _save_grid(images, cols, args.cell, out / "grid.png")
+    report.update(seconds=round(secs, 3),
+                  stats={k: v for k, v in pipe.last_stats.to_dict().items() if k != "calls"})
     if args.baseline:
-        base, bsecs = _render(DiffSkipPipeline(pipe.pipe, "never"), prompts, args)
-        grid(base, cols).resize((cols * args.cell, math.ceil(len(base) / cols) * args.cell), Image.NEAREST).save(
-            out / "grid_baseline.png")
-        report.update(baseline_seconds=round(bsecs, 3),
-                      psnr_vs_baseline=round(float(np.mean([_psnr(a, b) for a, b in zip(images, base)])), 2))
+        report["psnr_vs_baseline"] = round(float(np.mean([_psnr(a, b) for a, b in zip(images, base)])), 2)
     (out / "stats.json").write_text(json.dumps(report, indent=2))
     return report
 
@@ -103,10 +108,12 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                    help="also render the unaccelerated grid and report PSNR against it")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    g.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (1 is fastest for the small embedded models on a shared 2-core machine)")
     g.add_argument("--out", default="out/generate")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     report = generate(args)
     st = report["stats"]
     print(f"policy {report['policy']}: {st['computed']} unit evaluations computed, {st['reused']} reused, "
