@@ -114,11 +114,13 @@ class Interval(Policy):
 @_register("uniform")
 @dataclass(frozen=True)
 class Uniform(Policy):
-    """Compute 1/speedup of all skippable unit-steps, spread evenly over units and steps (Unified Layer Skipping).
+    """Compute 1/speedup of all skippable unit-steps, spread evenly over the steps (Unified Layer Skipping).
 
-    Step 0 computes every unit; the remaining budget is staggered per unit (phase u/U), so every step
-    refreshes about the same number of units and no unit goes stale. The plan depends only on
-    (step, unit, num_steps), never on the input, so batching changes nothing. Needs `num_steps`.
+    Step 0 computes every unit; the remaining budget R becomes R // U complete refresh steps plus one
+    partial step for the remainder, spaced evenly (Bresenham) over steps 1..N-1, so the total is exact.
+    Refreshes are step-synchronous: a per-unit staggered phase measured 22.3 dB vs 37.6 dB PSNR against the
+    exact output on the embedded fashion-sd model at speedup 2 (docs/engine_fashion.md). The plan depends
+    only on (step, unit, num_steps), never on the input, so batching changes nothing. Needs `num_steps`.
     """
 
     speedup: float = 2.0
@@ -140,10 +142,13 @@ class Uniform(Policy):
                               "is wrapped with DiffSkipPipeline, or pass num_steps= to diffskip.session().")
         if s == 0 or s >= n:  # step 0 fills the cache; steps past the plan compute everything
             return True
-        rest = self.budget(n, u_count) - u_count  # computations left after step 0
-        d = (n - 1) * u_count
-        phase = unit * (n - 1)  # unit u is offset by u/U of a period; Hermite's identity keeps the total exact
-        return (s * rest + phase) // d > ((s - 1) * rest + phase) // d
+        full, partial = divmod(self.budget(n, u_count) - u_count, u_count)
+        events = full + (partial > 0)
+        j = s - 1  # position among the n - 1 steps after step 0
+        e = (j + 1) * events // (n - 1)
+        if e == j * events // (n - 1):
+            return False
+        return not partial or e < events or unit < partial  # the last refresh is the partial one
 
 
 @_register("threshold")

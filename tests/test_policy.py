@@ -23,13 +23,17 @@ def test_interval_table():
     assert [p.decide(info(s), 0) for s in range(10)] == [1, 1, 1, 0, 0, 1, 0, 0, 1, 1]
 
 
-def test_uniform_budget_is_exact_and_staggered():
+def test_uniform_budget_is_exact_and_step_synchronous():
     p = diffskip.Uniform(speedup=2)
-    for n, u in [(10, 4), (7, 3), (25, 5), (4, 1)]:
+    for n, u in [(10, 4), (7, 3), (25, 5), (4, 1), (9, 2)]:
         table = [[p.decide(info(s, n, u), k) for k in range(u)] for s in range(n)]
         assert sum(map(sum, table)) == p.budget(n, u) == max(u, round(n * u / 2))
-        if n > 4 and u > 1:  # units refresh at different steps
-            assert len({tuple(col) for col in zip(*table)}) > 1
+        partial = [row for row in table if 0 < sum(row) < u]
+        assert len(partial) <= 1 and all(row == sorted(row, reverse=True) for row in partial)
+        assert sum(any(row) for row in table) >= n / 2  # refreshes spread over at least half of the steps
+        refresh = [s for s, row in enumerate(table) if any(row)]
+        gaps = [b - a for a, b in zip(refresh, refresh[1:])]
+        assert not gaps or max(gaps) - min(gaps) <= 1  # evenly spaced
 
 
 def test_threshold_per_sample_and_max_streak():
