@@ -53,8 +53,11 @@ def _save_grid(images: list[Image.Image], cols: int, cell: int, path: Path) -> N
 def _render(pipe, prompts: list[str], args) -> tuple[list[Image.Image], float]:
     g = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
+    extra = {"height": args.size, "width": args.size} if args.size else {}
+    if "PixArt" in type(getattr(pipe, "pipe", pipe)).__name__:  # no bs4/ftfy; non-standard sizes
+        extra.update(use_resolution_binning=False, clean_caption=False)
     out = pipe(prompts, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=g,
-               num_images_per_prompt=args.per_prompt, **({"height": args.size, "width": args.size} if args.size else {}))
+               num_images_per_prompt=args.per_prompt, **extra)
     return out.images, time.perf_counter() - t0
 
 
