@@ -6,7 +6,7 @@ import logging
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler
-from transformers import CLIPTextModel
+from transformers import CLIPModel, CLIPTextModel
 
 from . import export
 from .data import caption_table, load_split, sample_caption_ids, to_float
@@ -65,7 +65,10 @@ def clip_text_table(run: Run) -> tuple[torch.Tensor, CLIPTextModel, object]:
     """Return the frozen CLIP text states of every train caption plus "" (77 tokens, as SD)."""
     clip_dir = run.out_dir / "fashion-clip"
     tok = export.load_clip_tokenizer(clip_dir)
-    text = CLIPTextModel.from_pretrained(clip_dir, dtype=torch.float32).to(run.device).eval()
+    clip = CLIPModel.from_pretrained(clip_dir, dtype=torch.float32)
+    text = CLIPTextModel(clip.config.text_config)
+    text.load_state_dict(clip.text_model.state_dict())  # same modules as CLIPModel.text_model
+    text = text.to(run.device).eval()
     texts = caption_table()[0] + [""]
     ids = tok(texts, padding="max_length", max_length=77, truncation=True,
               return_tensors="pt").input_ids.to(run.device)

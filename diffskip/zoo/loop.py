@@ -71,26 +71,32 @@ def save_ckpt(run: Run, state: dict) -> None:
     tmp.replace(run.dir / "ckpt.pt")
 
 
+def resume(run: Run, model: nn.Module, opt, sched, ema: EMA | None) -> dict:
+    """Load the run's checkpoint into model/optimiser/EMA if there is one; return the loop state."""
+    path = run.dir / "ckpt.pt"
+    if not path.exists():
+        return {"step": 0, "elapsed": 0.0, "losses": []}
+    ckpt = torch.load(path, map_location=run.device, weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["opt"])
+    sched.load_state_dict(ckpt["sched"])
+    if ema is not None:
+        ema.shadow, ema.updates = ckpt["ema"], ckpt["ema_updates"]
+    log.info("%s: resumed at step %d (%.0f s)", run.name, ckpt["state"]["step"],
+             ckpt["state"]["elapsed"])
+    return ckpt["state"]
+
+
 def train_loop(run: Run, model: nn.Module, step_fn: Callable[[int], torch.Tensor],
-               ema: EMA | None = None, params: list | None = None) -> dict:
+               ema: EMA | None = None) -> dict:
     """Optimise step_fn's loss until the run's time budget is spent; return a summary."""
-    params = params if params is not None else list(model.parameters())
+    params = list(model.parameters())
     opt = torch.optim.AdamW(params, lr=run.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / run.warmup))
-    state = {"step": 0, "elapsed": 0.0, "losses": []}
-    path = run.dir / "ckpt.pt"
-    if path.exists():
-        ckpt = torch.load(path, map_location=run.device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["opt"])
-        sched.load_state_dict(ckpt["sched"])
-        if ema is not None:
-            ema.shadow, ema.updates = ckpt["ema"], ckpt["ema_updates"]
-        state = ckpt["state"]
-        log.info("%s: resumed at step %d (%.0f s)", run.name, state["step"], state["elapsed"])
+    state = resume(run, model, opt, sched, ema)
     torch.manual_seed(run.seed + state["step"])
     start, last_ckpt = time.time() - state["elapsed"], time.time()
-    acc = torch.zeros((), device=run.device)
+    acc = torch.zeros((), device=run.device)  # summed on device: no sync per step
     model.train()
     while time.time() - start < run.minutes * 60:
         loss = step_fn(state["step"])
@@ -104,11 +110,7 @@ def train_loop(run: Run, model: nn.Module, step_fn: Callable[[int], torch.Tensor
         acc += loss.detach()
         state["step"] += 1
         if state["step"] % run.log_every == 0:
-            mean = acc.item() / run.log_every
-            acc.zero_()
-            state["losses"].append([state["step"], round(time.time() - start, 1), mean])
-            log.info("%s step %d t=%.0fs loss %.5f", run.name, state["step"],
-                     time.time() - start, mean)
+            log_loss(run, state, acc, time.time() - start)
         if time.time() - last_ckpt > run.ckpt_minutes * 60:
             state["elapsed"] = time.time() - start
             save_ckpt(run, ckpt_state(model, opt, sched, ema, state))
@@ -119,6 +121,14 @@ def train_loop(run: Run, model: nn.Module, step_fn: Callable[[int], torch.Tensor
         ema.copy_to(model)
     model.eval()
     return summary(run, state)
+
+
+def log_loss(run: Run, state: dict, acc: torch.Tensor, elapsed: float) -> None:
+    """Record and log the mean loss of the last log_every steps, then reset the accumulator."""
+    mean = acc.item() / run.log_every
+    acc.zero_()
+    state["losses"].append([state["step"], round(elapsed, 1), mean])
+    log.info("%s step %d t=%.0fs loss %.5f", run.name, state["step"], elapsed, mean)
 
 
 def ckpt_state(model: nn.Module, opt, sched, ema: EMA | None, state: dict) -> dict:
