@@ -90,6 +90,11 @@ class DiffSkipPipeline:
         self.last_stats = s.stats
         return out
 
+    def to(self, *args, **kwargs) -> DiffSkipPipeline:
+        """Move the wrapped pipeline (`pipe.to(...)`) and return this wrapper, so chaining keeps it."""
+        self.pipe.to(*args, **kwargs)
+        return self
+
     def detach(self) -> Any:
         """Remove diffskip's wrappers from the denoiser and return the plain pipeline."""
         hooks.detach(self.denoiser)

@@ -55,6 +55,7 @@ def test_from_pipe_original_full_cost_wrapper_accelerated():
     run("pixart", pipe, steps=9)
     assert accelerated == 3 and len(calls) == 9
     assert fast.scheduler is pipe.scheduler and fast.transformer is pipe.transformer  # attributes fall through
+    assert fast.to("cpu") is fast  # chaining keeps the wrapper
 
 
 def test_uniform_on_pipeline_uses_scheduler_step_count():
