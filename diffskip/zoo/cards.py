@@ -21,7 +21,9 @@ image = pipe("a photo of a sneaker", num_inference_steps=25, guidance_scale=4.0)
 Components: CLIPTextModel (3 layers, width 256, own BPE tokenizer), AutoencoderKL 32x32x3 <-> 4x8x8,
 UNet2DConditionModel (64, 128, 128) with cross-attention, DDIMScheduler (steps_offset=1), no safety
 checker. Trained with epsilon prediction, DDPM 1000 steps scaled_linear betas (0.00085-0.012), 10%
-caption dropout to "" for classifier-free guidance, EMA 0.9995, bf16 autocast, AdamW."""),
+caption dropout to "" for classifier-free guidance, EMA 0.9995, bf16 autocast, AdamW.
+Recommended sampling: 25 DDIM steps, guidance 4.0 (the stock call defaults, 50 steps and guidance 7.5,
+also work)."""),
     "fashion-pixart": ("Fashion-MNIST PixArt-alpha (PixArtTransformer2DModel)", ["vae", "pixart"],
                        """```python
 from diffusers import PixArtAlphaPipeline
@@ -32,7 +34,9 @@ image = pipe("a photo of a dress", num_inference_steps=20, guidance_scale=4.0,
 Components: T5EncoderModel (2 layers, d_model 256, Unigram tokenizer of the caption words, trained
 jointly with the transformer), the same AutoencoderKL, PixArtTransformer2DModel (12 blocks, 4 heads x 32,
 patch 1 on 8x8 latents, no learned sigma), DPMSolverMultistepScheduler. Epsilon prediction, DDPM 1000
-steps scaled_linear betas, 10% caption dropout, EMA 0.9995, bf16 autocast, AdamW."""),
+steps scaled_linear betas, 10% caption dropout, EMA 0.9995, bf16 autocast, AdamW.
+Recommended sampling: 20 DPM-Solver++ steps (the stock default), guidance 4.0; 32x32 needs
+`use_resolution_binning=False`, and `clean_caption=False` avoids the bs4/ftfy dependency."""),
     "fashion-clip": ("Fashion-MNIST CLIP", ["clip"],
                      """```python
 from diffskip.eval import make_clip_score   # torchmetrics CLIPScore on this model
