@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .eval.fidelity import psnr
 from .pipeline import DiffSkipPipeline
 from .policy import parse
 
@@ -61,12 +62,6 @@ def _render(pipe, prompts: list[str], args) -> tuple[list[Image.Image], float]:
     return out.images, time.perf_counter() - t0
 
 
-def _psnr(a: Image.Image, b: Image.Image) -> float:
-    x, y = (np.asarray(i, dtype=np.float64) for i in (a, b))
-    mse = float(((x - y) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
 def generate(args: argparse.Namespace) -> dict:
     """Render the prompt grid accelerated (and unaccelerated with --baseline); write PNGs and stats.json."""
     pipe = load(args.model, args.policy)
@@ -88,7 +83,7 @@ def generate(args: argparse.Namespace) -> dict:
     report.update(seconds=round(secs, 3),
                   stats={k: v for k, v in pipe.last_stats.to_dict().items() if k != "calls"})
     if args.baseline:
-        report["psnr_vs_baseline"] = round(float(np.mean([_psnr(a, b) for a, b in zip(images, base)])), 2)
+        report["psnr_vs_baseline"] = round(float(np.mean([psnr(a, b) for a, b in zip(images, base)])), 2)
     (out / "stats.json").write_text(json.dumps(report, indent=2))
     return report
 

@@ -109,9 +109,9 @@ class DiffSkipPipeline:
 
 def _maybe_xformers(pipe: Any) -> None:
     """Use xformers attention when it is installed and CUDA is available, and say so in the log."""
-    if importlib.util.find_spec("xformers") is None or not torch.cuda.is_available():
-        logger.info("xformers not in use (installed: %s, CUDA: %s); using PyTorch SDPA attention.",
-                    importlib.util.find_spec("xformers") is not None, torch.cuda.is_available())
+    installed, cuda = importlib.util.find_spec("xformers") is not None, torch.cuda.is_available()
+    if not (installed and cuda):
+        logger.info("xformers not in use (installed: %s, CUDA: %s); using PyTorch SDPA attention.", installed, cuda)
         return
     pipe.enable_xformers_memory_efficient_attention()
     logger.info("xformers memory-efficient attention enabled on %s.", type(pipe).__name__)

@@ -6,13 +6,12 @@ Pipelines are tiny offline ones (`tiny:sd`, `tiny:pixart`, ... random weights) o
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import diffskip
+from diffskip.eval.fidelity import psnr
 from diffskip.testing import tiny_pipeline
 
 PROMPTS = ["a photo of a t-shirt", "a photo of a sneaker", "a dress, studio photo", "an ankle boot, product shot"]
@@ -26,11 +25,6 @@ def _load(name: str):
     pipe = DiffusionPipeline.from_pretrained(name)
     pipe.set_progress_bar_config(disable=True)
     return pipe, {}
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def main() -> None:
@@ -54,7 +48,7 @@ def main() -> None:
             ref = img if ref is None else ref
             st = fast.last_stats
             rows.append(f"| {name} | `{spec}` | {st.steps} | {st.computed} | {st.reused} | "
-                        f"{st.flops_fraction:.3f} | {_psnr(img, ref):.2f} |")
+                        f"{st.flops_fraction:.3f} | {psnr(img, ref, peak=1.0):.2f} |")
             print(rows[-1], flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(rows) + "\n")
