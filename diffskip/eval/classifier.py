@@ -64,3 +64,24 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> to
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Return the fraction of images classified as their label."""
     return (predict(model, images) == labels.cpu()).float().mean().item()
+
+
+class ClassifierFeatures(nn.Module):
+    """Map uint8 images (N, 3, 32, 32) to the classifier's pooled features: a fast FID feature space."""
+
+    def __init__(self, classifier: FashionClassifier | str | Path) -> None:
+        super().__init__()
+        if not isinstance(classifier, nn.Module):
+            path = Path(classifier)
+            if not (path / "config.json").exists():
+                raise FileNotFoundError(f"no classifier at {path} (config.json missing); pass the folder of a "
+                                        "saved FashionClassifier, e.g. pipelines/fashion-classifier")
+            classifier = FashionClassifier.from_pretrained(path)
+        self.net = classifier.eval()
+        self.num_features = classifier.config["widths"][-1]
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Return (N, C) features; images are uint8 in [0, 255]."""
+        x = images.float() / 127.5 - 1.0
+        return self.net.features(x).mean(dim=(2, 3)).double()
