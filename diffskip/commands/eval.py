@@ -1,0 +1,43 @@
+"""`diffskip eval`: FID/KID, CLIP score and PSNR/SSIM of a folder of generated images."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..eval.clipscore import DEFAULT_CLIP
+from ..eval.folder import evaluate_folder, load_images, load_prompts
+from ..eval.suite import feature_network
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `eval` options."""
+    p.add_argument("images", help="folder of generated PNGs (name order)")
+    p.add_argument("--reference", default=None,
+                   help="real images for FID/KID: 'fashion-mnist-test' or a folder of PNGs (cached statistics)")
+    p.add_argument("--baseline", default=None, help="folder of the unaccelerated PNGs (same names) for PSNR/SSIM")
+    p.add_argument("--prompts", default=None, help="manifest.jsonl or a text file, one prompt per image, for CLIP score")
+    p.add_argument("--features", default="classifier", choices=["classifier", "inception"])
+    p.add_argument("--kid", action="store_true", help="also report KID (unbiased for small sample counts)")
+    p.add_argument("--clip", default=str(DEFAULT_CLIP), help="CLIP folder or hub id for CLIP score")
+    p.add_argument("--cache", default="out/cache", help="where reference statistics are cached")
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Compute and print the metrics the given inputs allow."""
+    images, _ = load_images(args.images)
+    real = None
+    if args.reference == "fashion-mnist-test":
+        from ..zoo.data import load_split
+
+        real = load_split("test")[0]
+    elif args.reference:
+        real = load_images(args.reference)[0]
+    baseline = load_images(args.baseline)[0] if args.baseline else None
+    prompts = load_prompts(args.prompts, len(images)) if args.prompts else None
+    res = evaluate_folder(images, feature_network(args.features), real, args.cache, baseline, prompts, args.clip,
+                          args.kid)
+    print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in res.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))

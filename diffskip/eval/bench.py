@@ -1,0 +1,152 @@
+"""Benchmark runner: each method on the same pipeline, prompts and seeds; resumable, one JSON of raw numbers."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .clipscore import make_clip_score
+from .compute import DenoiserMeter, time_calls
+from .fidelity import mean_psnr, ssim
+from .peers import apply_method, denoiser, parse_method
+from .reference import fid_against
+
+log = logging.getLogger(__name__)
+SPREAD_SEED = 10_000  # "none/seeds=1" draws from seed + SPREAD_SEED: the FD run-to-run spread
+
+
+@dataclass
+class BenchConfig:
+    """One benchmark grid cell: a pipeline at a step count, every method on the same prompts and seeds."""
+
+    pipeline: str
+    steps: int
+    methods: list[str]
+    n: int = 200
+    batch: int = 50
+    guidance: float = 4.0
+    seed: int = 0
+    timing_batch: int = 8
+    repeats: int = 5
+    call_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for m in self.methods:
+            parse_method(m)  # raises on unknown families/keys before hours of work start
+        if self.methods[:1] != ["none"]:
+            raise ValueError(f"methods must start with 'none' (the baseline every ratio refers to), got {self.methods}")
+        if self.n < self.timing_batch or self.batch < 1 or self.repeats < 1:
+            raise ValueError(f"need n >= timing_batch, batch >= 1, repeats >= 1; got n={self.n}, "
+                             f"timing_batch={self.timing_batch}, batch={self.batch}, repeats={self.repeats}")
+
+
+def slug(text: str) -> str:
+    """Return a file-name-safe version of a method spec."""
+    return re.sub(r"[^A-Za-z0-9=.,_-]+", "_", text)
+
+
+def _generate(run: Callable, prompts: list[str], cfg: BenchConfig, seed: int, meter: DenoiserMeter) -> torch.Tensor:
+    out = []
+    for i in range(0, len(prompts), cfg.batch):
+        meter.count_flops = i == 0  # FLOPs on the first batch only: the counter roughly doubles the run time
+        gen = torch.Generator().manual_seed(seed + i)
+        res = run(prompts[i:i + cfg.batch], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
+                  generator=gen, output_type="pt", **cfg.call_kwargs)
+        out.append((res.images.clamp(0, 1) * 255).round().to(torch.uint8))
+    return torch.cat(out)
+
+
+def _timed(run: Callable, meter: DenoiserMeter, prompts: list[str], cfg: BenchConfig) -> dict:
+    g = torch.Generator().manual_seed(cfg.seed)
+    return time_calls(lambda: run(prompts[:cfg.timing_batch], num_inference_steps=cfg.steps,
+                                  guidance_scale=cfg.guidance, generator=g, output_type="pt", **cfg.call_kwargs),
+                      meter, cfg.repeats)
+
+
+def measure_method(load: Callable[[], Any], method: str, prompts: list[str], cfg: BenchConfig,
+                   images: bool = True) -> dict:
+    """Generate `prompts` with `method` on a fresh pipeline: images, executed FLOPs, timed median calls.
+
+    With images=False only the timing is measured (a re-timing pass on a quiet machine).
+    """
+    pipe = load()
+    run = apply_method(pipe, method, cfg.steps)
+    meter = DenoiserMeter(denoiser(pipe), count_flops=images)
+    out: dict = {}
+    if images:
+        seed = cfg.seed + (SPREAD_SEED if method.startswith("none/") else 0)
+        t0 = time.perf_counter()
+        out["images"] = _generate(run, prompts, cfg, seed, meter)
+        out.update(generation_s=round(time.perf_counter() - t0, 2), flops_first_batch=meter.flops,
+                   denoiser_calls=meter.calls)
+    out.update(_timed(run, meter, prompts, cfg))
+    meter.close()
+    return out
+
+
+def score(images: torch.Tensor, base: torch.Tensor, prompts: list[str], features: nn.Module, ref: dict,
+          clip: Any) -> dict:
+    """Return FD to the reference, CLIP score, and PSNR/SSIM to the baseline images."""
+    fid = fid_against(features, ref)
+    for chunk in images.split(100):
+        fid.update(chunk, real=False)
+    clip.reset()
+    for i in range(0, len(prompts), 100):
+        clip.update(list(images[i:i + 100]), prompts[i:i + 100])
+    return {"fd": fid.compute().item(), "clip": clip.compute().item(),
+            "psnr": mean_psnr(images, base), "ssim": ssim(images, base)}
+
+
+def run_bench(cfg: BenchConfig, load: Callable[[], Any], prompts: list[str], features: nn.Module, ref: dict,
+              out_dir: str | Path, clip_path: str | Path | None = None, force: bool = False,
+              retime: bool = False) -> dict:
+    """Run every method of `cfg`, resuming from `out_dir/results.json`; return the results dict.
+
+    Each finished method is written at once (images under out_dir/images/), so a killed run loses at most the
+    method in progress. A method that fails (a peer refusing the model) is recorded with its error.
+    """
+    if len(prompts) < cfg.n:
+        raise ValueError(f"{len(prompts)} prompts for n={cfg.n} images; give at least n prompts")
+    prompts = prompts[:cfg.n]
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() and not force else {}
+    same = {"methods": [], "repeats": 0}  # methods may be added and timing re-measured (--retime) later
+    if results.get("config", asdict(cfg)) | same != asdict(cfg) | same:
+        raise ValueError(f"{path} was made with a different configuration {results['config']}; "
+                         "use another output folder or force=True (--force) to start over")
+    results["config"] = asdict(cfg)
+    points = results.setdefault("points", {})
+    clip = make_clip_score(clip_path) if clip_path else make_clip_score()
+    base = None
+    for method in cfg.methods:
+        img_file = out / "images" / f"{slug(method)}.pt"
+        if method in points and (img_file.exists() or "error" in points[method]):
+            if method == "none":
+                base = torch.load(img_file)["images"]
+            if retime and "error" not in points[method]:
+                points[method].update(measure_method(load, method, prompts, cfg, images=False))
+                path.write_text(json.dumps(results, indent=1))
+            continue
+        log.info("%s %d steps: %s", cfg.pipeline, cfg.steps, method)
+        try:
+            m = measure_method(load, method, prompts, cfg)
+        except Exception as exc:  # a peer refusing a model is a result, recorded with its message
+            points[method] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
+            log.warning("%s failed: %s", method, points[method]["error"])
+            path.write_text(json.dumps(results, indent=1))
+            continue
+        images = m.pop("images")
+        torch.save({"images": images}, img_file)
+        base = images if method == "none" else base
+        points[method] = {**m, **score(images, base, prompts, features, ref, clip)}
+        path.write_text(json.dumps(results, indent=1))
+    return results

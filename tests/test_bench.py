@@ -1,0 +1,89 @@
+"""Benchmark harness: method specs, peers through their own APIs, the resumable runner and its report."""
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from diffskip.eval import bench as bench_mod
+from diffskip.eval.bench import BenchConfig, run_bench
+from diffskip.eval.bench_report import derive, dominance
+from diffskip.eval.fashion import load_pipeline
+from diffskip.eval.peers import MethodError, apply_method, denoiser, parse_method
+from diffskip.eval.compute import DenoiserMeter
+from diffskip.eval.reference import reference_stats
+from diffskip.eval.suite import write_report
+
+SD = Path(__file__).resolve().parents[1] / "pipelines" / "fashion-sd"
+PROMPTS = ["a photo of a coat", "a sandal, catalogue image", "a dress, studio photo", "a bag on white"]
+
+
+class TinyFeatures(nn.Module):
+    """Stand-in feature network: pooled random convolution features of uint8 images."""
+
+    num_features = 8
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        return self.conv(x.float() / 255).mean((2, 3)).double()
+
+
+def test_method_specs_parse_and_reject_unknowns():
+    assert parse_method("diffskip/interval:every=3") == ("diffskip", {"policy": "interval:every=3"})
+    assert parse_method("cachedit/threshold=0.1,taylor=1") == ("cachedit", {"threshold": "0.1", "taylor": "1"})
+    with pytest.raises(MethodError, match=r"unknown method family 'teacache'.*known: \['cachedit'"):
+        parse_method("teacache/threshold=0.1")
+    with pytest.raises(MethodError, match=r"unknown key\(s\) \['every'\] for deepcache; allowed: \['branch', 'interval'\]"):
+        parse_method("deepcache/every=3")
+    with pytest.raises(ValueError, match="methods must start with 'none'"):
+        BenchConfig(pipeline="x", steps=4, methods=["diffskip/never"])
+
+
+def _images_and_flops(spec: str, steps: int = 6):
+    pipe = load_pipeline(SD)
+    run = apply_method(pipe, spec, steps)
+    meter = DenoiserMeter(denoiser(pipe), count_flops=True)
+    out = run(PROMPTS[:2], num_inference_steps=steps, guidance_scale=4.0, generator=torch.Generator().manual_seed(0),
+              output_type="pt")
+    return out.images, meter.flops, meter.calls
+
+
+def test_diffskip_interval_reproduces_deepcache_exactly_on_the_unet():
+    """Layer-granular UNet units with the shallowest live path equal DeepCache's branch 0, image for image."""
+    ours, ours_flops, calls = _images_and_flops("diffskip/interval:every=3")
+    theirs, their_flops, _ = _images_and_flops("deepcache/interval=3")
+    base, base_flops, _ = _images_and_flops("none")
+    assert calls == 6 and torch.equal(ours, theirs) and ours_flops == their_flops
+    assert 0.3 < ours_flops / base_flops < 0.8 and not torch.equal(ours, base)
+
+
+def test_runner_records_refusals_resumes_and_reports(tmp_path, monkeypatch):
+    feats = TinyFeatures()
+    real = torch.randint(0, 255, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    ref = reference_stats(feats, real, tmp_path / "cache", "toy")
+    methods = ["none", "none/seeds=1", "diffskip/interval:every=2", "deepcache/interval=2", "fbc/threshold=0.05"]
+    cfg = BenchConfig(pipeline="fashion-sd", steps=4, methods=methods, n=4, batch=2, timing_batch=2, repeats=1)
+    res = run_bench(cfg, lambda: load_pipeline(SD), PROMPTS, feats, ref, tmp_path / "run")
+    pts = res["points"]
+    assert pts["fbc/threshold=0.05"]["error"].startswith("IndexError")  # diffusers FBC has no UNet support
+    assert pts["none"]["psnr"] == 100.0 and pts["none"]["denoiser_calls"] == 8  # 2 batches x 4 steps (CFG batched)
+    rows = derive(pts)
+    assert rows["diffskip/interval:every=2"]["flops_fraction"] == pytest.approx(
+        rows["deepcache/interval=2"]["flops_fraction"]) and rows["deepcache/interval=2"]["flops_fraction"] < 0.9
+    assert dominance(rows, spread=0.0)["deepcache/interval=2"] == "interval:every=2"
+
+    def fail(*a, **k):
+        raise AssertionError("a finished method was measured again")
+    monkeypatch.setattr(bench_mod, "measure_method", fail)
+    again = run_bench(cfg, lambda: load_pipeline(SD), PROMPTS, feats, ref, tmp_path / "run")
+    assert again["points"] == pts
+    md = write_report({"fashion-sd-4": again}, tmp_path / "docs", "toy", "diffskip bench --steps 4")
+    assert "| fbc | threshold=0.05 | refused: IndexError" in md and "diffskip bench --steps 4" in md
+    assert (tmp_path / "docs" / "bench_toy_fashion-sd-4.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="different configuration"):
+        run_bench(BenchConfig(pipeline="fashion-sd", steps=5, methods=methods, n=4, batch=2, timing_batch=2,
+                              repeats=1), lambda: load_pipeline(SD), PROMPTS, feats, ref, tmp_path / "run")
