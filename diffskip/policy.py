@@ -15,6 +15,7 @@ import torch
 __all__ = ["Policy", "Never", "Interval", "Uniform", "Threshold", "Mask", "StepInfo", "parse", "POLICIES"]
 
 POLICIES: dict[str, type[Policy]] = {}
+SHARED = ("head", "tail", "forecast")  # fields every policy has
 
 
 class PolicyError(ValueError):
@@ -51,6 +52,9 @@ def _check(ok: bool, policy: str, field: str, value, allowed: str) -> None:
 class Policy:
     """Base of all policies; `head`/`tail` override how many leading/trailing units always compute.
 
+    `forecast=1` replays a skipped unit's cached value extrapolated to the current step from its last two
+    computations (first-order Taylor in the step index, after TaylorSeer, Liu et al. 2025) instead of as is.
+
     `None` keeps the adapter's default (UNets: first down block and last up block live, DeepCache-style;
     DiTs: first block live, First-Block-Cache-style).
     """
@@ -60,19 +64,22 @@ class Policy:
     reuses: ClassVar[bool] = True  # False: the session keeps no cache at all
     head: int | None = None
     tail: int | None = None
+    forecast: int = 0  # 0: replay the cached value; 1: extrapolate it linearly from the last two computes
 
     def __post_init__(self) -> None:
         for f in ("head", "tail"):
             v = getattr(self, f)
             _check(v is None or (isinstance(v, int) and v >= 0), self.name, f, v, "None or an int >= 0")
+        _check(self.forecast in (0, 1) and isinstance(self.forecast, int), self.name, "forecast", self.forecast,
+               "0 (reuse as is) or 1 (first-order Taylor forecast, TaylorSeer)")
 
     def decide(self, info: StepInfo, unit: int) -> bool | torch.Tensor:
         """Return True (or a (B,) bool tensor) where skippable `unit` must compute at this step."""
         raise NotImplementedError
 
     def __str__(self) -> str:
-        own = [f for f in dataclasses.fields(self) if f.name not in ("head", "tail")]
-        shared = [f for f in dataclasses.fields(self) if f.name in ("head", "tail")]
+        own = [f for f in dataclasses.fields(self) if f.name not in SHARED]
+        shared = [f for f in dataclasses.fields(self) if f.name in SHARED]
         parts = [f"{f.name}={_fmt(getattr(self, f.name))}" for f in own + shared
                  if getattr(self, f.name) != f.default or (own and f is own[0])]  # the main knob is always shown
         return self.name + (":" + ",".join(parts) if parts else "")

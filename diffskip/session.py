@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import hooks
 from .policy import Policy, StepInfo, parse
 from .stats import CallRecord, Stats
-from .tensors import first_tensor, merge_rows, slice_rows
+from .tensors import extrapolate, first_tensor, merge_rows, slice_rows, take_rows
 
 __all__ = ["Session", "session"]
 
@@ -25,6 +25,9 @@ class _Branch:
         self.drift: torch.Tensor | None = None  # (B,)
         self.streak: torch.Tensor | None = None  # (B,)
         self.plan: list[torch.Tensor] | None = None  # per skippable unit, (B,) bool: compute
+        # forecast=1 history per unit: the previous computed value and the steps of both computes, (B,)
+        self.prev: dict[int, Any] = {}
+        self.at: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 class Session:
@@ -129,17 +132,40 @@ class Session:
                                f" within one run; start a new session for a new batch size.")
         if entry is None or bool(mask.all()):
             out, res = self._compute(unit, bound, self.batch)
-            br.cache[i] = out if res is None else res
+            self._store(br, i, out if res is None else res, mask)
             return out
-        full = self._replay(bound, entry)
+        full = self._replay(bound, self._forecast(br, i, entry))
         if not bool(mask.any()):
             return full
         rows = mask.nonzero().flatten()
         sub = slice_rows(unit.signature, bound, rows, self.batch, self.hooked.adapter.unbatched)
         out, res = self._compute(unit, sub, rows.numel())
         merged = merge_rows(full, out, rows)
-        br.cache[i] = merged if res is None else merge_rows(entry, res, rows)
+        self._store(br, i, merged if res is None else merge_rows(entry, res, rows), mask)
         return merged
+
+    def _store(self, br: _Branch, i: int, value: Any, mask: torch.Tensor) -> None:
+        """Cache a unit's new value; for forecasting keep the rows' previous value and both compute steps."""
+        old = br.cache.get(i)
+        br.cache[i] = value
+        if not self.policy.forecast:
+            return
+        now = torch.full_like(mask, self.step, dtype=torch.float64)
+        if old is None:
+            br.at[i] = (now, torch.full_like(now, float("nan")))
+            return
+        last, _ = br.at[i]
+        rows = mask.nonzero().flatten()
+        br.prev[i] = merge_rows(br.prev.get(i, old), take_rows(old, rows), rows)
+        br.at[i] = (torch.where(mask, now, last), torch.where(mask, last, br.at[i][1]))
+
+    def _forecast(self, br: _Branch, i: int, entry: Any) -> Any:
+        """Extrapolate a cached value to this step from its last two computes (rows with one compute: as is)."""
+        if not self.policy.forecast or i not in br.prev:
+            return entry
+        last, before = br.at[i]
+        k = torch.nan_to_num((self.step - last) / (last - before), nan=0.0)  # (B,); NaN where no history
+        return extrapolate(entry, br.prev[i], k)
 
     def _run(self, unit: hooks.Unit, args: tuple, kwargs: dict, rows: int) -> Any:
         self._rows[unit.index] = self._rows.get(unit.index, 0) + rows

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["first_tensor", "slice_rows", "merge_rows"]
+__all__ = ["first_tensor", "slice_rows", "merge_rows", "take_rows", "extrapolate"]
 
 
 def first_tensor(x: Any) -> torch.Tensor | None:
@@ -45,3 +45,18 @@ def merge_rows(full: Any, part: Any, rows: torch.Tensor) -> Any:
     if isinstance(full, (tuple, list)):
         return type(full)(merge_rows(f, p, rows) for f, p in zip(full, part))
     return full
+
+
+def take_rows(x: Any, rows: torch.Tensor) -> Any:
+    """Return batch `rows` of every tensor in a nested structure (dim 0 is the batch of the first tensor)."""
+    t = first_tensor(x)
+    return x if t is None else _take(x, rows, t.shape[0])
+
+
+def extrapolate(cur: Any, prev: Any, k: torch.Tensor) -> Any:
+    """Return cur + (cur - prev) * k per batch row (k: (B,)), through nested tuples; other leaves stay cur."""
+    if isinstance(cur, torch.Tensor) and cur.dim() > 0 and cur.shape[0] == k.shape[0]:
+        return cur + (cur - prev) * k.to(cur.dtype).view(-1, *[1] * (cur.dim() - 1))
+    if isinstance(cur, (tuple, list)):
+        return type(cur)(extrapolate(c, p, k) for c, p in zip(cur, prev))
+    return cur

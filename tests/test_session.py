@@ -132,3 +132,49 @@ def test_threshold_sub_batch_on_real_adapters(kind):
     with torch.no_grad():
         ref = model(**{name: x}, timestep=tt, return_dict=False, **kw)[0]
     assert torch.allclose(out[0], ref[0], atol=1e-4)
+
+
+class DriftBlock(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(1, 8)
+
+    def forward(self, x, tt):
+        return x + self.lin(tt)  # (B, 8): the residual is linear in the timestep
+
+
+class DriftNet(torch.nn.Module):
+    """Blocks whose residual is exactly linear in the timestep: a first-order forecast is exact."""
+
+    def __init__(self, depth=4):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(DriftBlock() for _ in range(depth))
+
+    def forward(self, x, t):
+        tt = torch.full((x.shape[0], 1), float(t) / 1000)
+        for blk in self.blocks:
+            x = blk(x, tt)
+        return x
+
+
+@pytest.mark.parametrize("mode", ["interval:every=3", "threshold:threshold=0.3,max_streak=2"])
+def test_forecast_extrapolates_exactly_where_the_cached_value_is_linear_in_the_step(mode):
+    diffskip.register(DriftNet, units=["blocks"], reuse="residual", streams="x", timestep="t")
+    torch.manual_seed(0)
+    net = diffskip.attach(DriftNet())
+    x, ts = torch.randn(2, 8), [900.0 - 100 * k for k in range(8)]
+    with torch.no_grad():
+        with diffskip.session(net, mode) as plain:
+            reuse = [net(x, t) for t in ts]
+        with diffskip.session(net, mode + ",forecast=1") as fc:
+            forecast = [net(x, t) for t in ts]
+        diffskip.detach(net)
+        exact = [net(x, t) for t in ts]
+    assert plain.stats.reused == fc.stats.reused > 0  # same plan, different replay
+    last_two = [c.step for c in fc.stats.calls if c.computed][:2]
+    after = [k for k in range(len(ts)) if k > last_two[1]]
+    assert all(torch.allclose(forecast[k], exact[k], atol=1e-5) for k in after)
+    assert any(not torch.allclose(reuse[k], exact[k], atol=1e-3) for k in after)
+    assert str(diffskip.parse(mode + ",forecast=1")).endswith("forecast=1")
+    with pytest.raises(ValueError, match=r"forecast=2 is invalid; allowed: 0 \(reuse as is\) or 1"):
+        diffskip.parse("interval:every=2,forecast=2")
