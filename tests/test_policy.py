@@ -48,7 +48,7 @@ def test_threshold_per_sample_and_max_streak():
 @pytest.mark.parametrize("spec,match", [
     ("interval:every=0", r"every=0 is invalid; allowed: an int >= 1"),
     ("interval:every=x", r"every='x' is not a valid int"),
-    ("interval:evry=2", r"bad option 'evry=2'; allowed keys: \['end', 'every', 'head', 'start', 'tail'\]"),
+    ("interval:evry=2", r"bad option 'evry=2'; allowed keys: \['end', 'every', 'forecast', 'head', 'start', 'tail'\]"),
     ("fastest", r"unknown policy 'fastest'; allowed: \['interval', 'mask', 'never', 'threshold', 'uniform'\]"),
     ("uniform:speedup=0.5", r"speedup=0.5 is invalid; allowed: a number >= 1.0"),
     ("threshold:threshold=-1", r"threshold=-1.0 is invalid"),
