@@ -130,3 +130,32 @@ def test_accelerate_2_process_run_killed_mid_run_then_resumed_matches_one_uninte
     rows = _manifest(out)
     assert [r["index"] for r in rows] == list(range(40))  # every index exactly once
     assert [r["seed"] for r in rows] == list(range(40))
+
+
+def test_diffusers_custom_pipeline_file_loads_offline_and_runs_accelerated(tmp_path):
+    import numpy as np
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from diffskip.testing import tiny_pipeline
+
+    plain = tiny_pipeline("sd")
+    plain.save_pretrained(tmp_path / "sd")
+    pipe = DiffusionPipeline.from_pretrained(tmp_path / "sd", custom_pipeline=str(ROOT / "pipelines/diffskip_sd.py"),
+                                             trust_remote_code=True)
+    pipe.set_progress_bar_config(disable=True)
+    assert type(pipe).__name__ == "DiffSkipStableDiffusionPipeline"
+
+    def call(p, **kw):
+        return p(["a cat", "a dog"], num_inference_steps=6, generator=torch.Generator().manual_seed(0),
+                 output_type="np", **kw).images
+
+    fast = call(pipe)
+    st = pipe.last_stats
+    assert (st.steps, st.computed, st.reused) == (6, 2 * 2 * 5 * 2, 4 * 2 * 5 * 2)  # every=3: steps 0 and 3
+    assert st.flops_fraction < 0.8
+    exact = call(pipe, policy="never")
+    assert pipe.last_stats.reused == 0
+    assert np.array_equal(exact, call(plain)) and not np.array_equal(fast, exact)
+    call(pipe, policy="uniform:speedup=2")
+    assert pipe.last_stats.computed == 2 * 2 * round(6 * 5 / 2)
