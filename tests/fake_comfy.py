@@ -2,7 +2,8 @@
 public API shapes: ModelPatcher (clone, model_options, get_model_object, both wrapper APIs), a wrapper
 executor, a CFG guider with an Euler loop that fills transformer_options, model_sampling, and stand-in
 denoisers shaped like ComfyUI's UNetModel (layer loop inside each block, hs skip list), Flux (double
-blocks that update img/txt in place, single blocks) and PixArtMS (captions packed into one row).
+blocks that update img/txt in place, single blocks), PixArtMS (captions packed into one row) and SD3
+(JointBlocks with a (*args, **kwargs) forward called positionally; the last one context-pre-only).
 Their __module__ is "comfy.ldm...", so the registry keys them "comfy:Class" like the real ones.
 """
 from __future__ import annotations
@@ -320,18 +321,58 @@ class PixArtMS(nn.Module):
         return self.out(h_).transpose(1, 2).reshape(b, c, h, w)
 
 
+class JointBlock(nn.Module):
+    """SD3 joint block: forward(*args, **kwargs), called block(context, x, c=...) -> (context, x)."""
+
+    def __init__(self, d: int, pre_only: bool):
+        super().__init__()
+        self.ctx, self.x, self.pre_only = nn.Linear(d, d), nn.Linear(d, d), pre_only
+
+    def forward(self, *args, **kwargs):
+        return _block_mixing(*args, block=self, **kwargs)
+
+
+def _block_mixing(context, x, block, c, use_checkpoint=False, transformer_options={}):
+    joint = torch.cat([context, x], 1).mean(1, keepdim=True) * (1 + c[:, None])
+    x = x + torch.tanh(block.x(x + joint)) * 0.3
+    return (None if block.pre_only else context + torch.tanh(block.ctx(context + joint)) * 0.3), x
+
+
+class MMDiT(nn.Module):
+    def __init__(self, d: int = 16, depth: int = 4):
+        super().__init__()
+        self.x_in, self.ctx_in, self.t_in, self.y_in, self.out = (nn.Linear(4, d), nn.Linear(8, d), nn.Linear(d, d),
+                                                                  nn.Linear(8, d), nn.Linear(d, 4))
+        self.joint_blocks = nn.ModuleList(JointBlock(d, pre_only=i == depth - 1) for i in range(depth))
+        self.d = d
+
+
+class OpenAISignatureMMDITWrapper(MMDiT):
+    """forward(x, timesteps, context, y): joint blocks over (context, x) passed positionally."""
+
+    def forward(self, x, timesteps, context=None, y=None, control=None, transformer_options={}, **kwargs):
+        b, ch, h, w = x.shape
+        c_mod = torch.tanh(self.t_in(_emb(timesteps, self.d)))
+        context, t = self.ctx_in(context), self.x_in(x.flatten(2).transpose(1, 2))
+        for block in self.joint_blocks:
+            context, t = block(context, t, c=c_mod, use_checkpoint=False, transformer_options=transformer_options)
+        return self.out(t).transpose(1, 2).reshape(b, ch, h, w)
+
+
 for _cls in (UNetModel, TimestepEmbedSequential, ResBlock, SpatialTransformer, Downsample, Upsample):
     _cls.__module__ = "comfy.ldm.modules.diffusionmodules.openaimodel"
 for _cls in (Flux, DoubleStreamBlock, SingleStreamBlock):
     _cls.__module__ = "comfy.ldm.flux.model"
 for _cls in (PixArtMS, PixArtMSBlock):
     _cls.__module__ = "comfy.ldm.pixart.pixartms"
+for _cls in (MMDiT, OpenAISignatureMMDITWrapper, JointBlock):
+    _cls.__module__ = "comfy.ldm.modules.diffusionmodules.mmdit"
 
 
 def patcher(kind: str, legacy: bool = False) -> ModelPatcher:
-    """Build a ModelPatcher over a seeded stand-in: 'unet' (SD), 'flux', 'flux-outofplace' or 'pixart'."""
+    """Build a ModelPatcher over a seeded stand-in: 'unet' (SD), 'flux', 'flux-outofplace', 'pixart', 'sd3'."""
     torch.manual_seed(0)
-    net = {"unet": UNetModel, "flux": Flux, "pixart": PixArtMS,
+    net = {"unet": UNetModel, "flux": Flux, "pixart": PixArtMS, "sd3": OpenAISignatureMMDITWrapper,
            "flux-outofplace": lambda: Flux(inplace=False)}[kind]().eval()
     return (LegacyModelPatcher if legacy else ModelPatcher)(BaseModel(net, flow=kind.startswith("flux")))
 

@@ -47,7 +47,8 @@ def test_one_node_per_policy_with_inputs_generated_from_the_dataclass():
     assert interval["end"][1]["default"] == -1  # None in the dataclass
 
 
-@pytest.mark.parametrize("kind,units,skippable", [("unet", 15, 14), ("flux", 4, 3), ("pixart", 4, 3)])
+@pytest.mark.parametrize("kind,units,skippable", [("unet", 15, 14), ("flux", 4, 3), ("pixart", 4, 3),
+                                                      ("sd3", 4, 3)])
 def test_policy_node_patches_a_clone_only_and_counts_exactly(kind, units, skippable):
     p = fc.patcher(kind)
     base = fc.sample(p)
@@ -86,6 +87,16 @@ def test_inplace_flux_blocks_give_the_same_result_as_out_of_place_ones():
     assert torch.allclose(outs["flux"][0], outs["flux-outofplace"][0], atol=1e-6)
     assert torch.allclose(outs["flux"][1], outs["flux-outofplace"][1], atol=1e-5)  # residuals not zeroed
     assert (outs["flux"][1] - outs["flux"][0]).abs().max() > 1e-4  # and reuse did fire
+
+
+def test_sd3_positional_joint_blocks_take_per_sample_threshold_decisions():
+    p = fc.patcher("sd3")
+    base = fc.sample(p, steps=8, batch=2)
+    fast = _node("DiffSkipThreshold", p, threshold=0.5)
+    out = fc.sample(fast, steps=8, batch=2)
+    per_call = [c.computed for c in dc.last_stats(fast).calls]
+    assert per_call[0] == 3 * 4 and any(0 < n < 3 * 4 for n in per_call)  # some rows recompute, others reuse
+    assert torch.isfinite(out).all() and not torch.equal(out, base)
 
 
 def test_chained_nodes_compose_with_other_wrappers_and_the_later_policy_wins():

@@ -32,6 +32,7 @@ class Adapter:
             "residual" adds the unit's cached residual to its fresh input (First-Block-Cache, DiTs).
         streams: for "residual": the input argument that each output position continues; a single name
             means the unit returns one tensor. A None position is replayed from the cached value as is.
+            "args[i]" names the i-th positional argument of a unit whose forward is (*args, **kwargs).
         head: leading units that always compute by default (the first one is the drift probe).
         tail: trailing units that always compute by default.
         timestep: name of the denoiser forward argument holding the timestep (the step clock).

@@ -32,5 +32,9 @@ register("comfy:Chroma", FLUX)
 PIXART = Adapter(units=("blocks",), reuse="residual", streams="x", head=1, timestep="timesteps")
 register("comfy:PixArtMS", PIXART)
 
-# Not registered: SD3 (OpenAISignatureMMDITWrapper) calls its JointBlocks positionally through
-# forward(*args, **kwargs), so no stream can be named; AuraFlow's class shares SD3's base name "MMDiT".
+# SD3-style joint-attention DiTs: ComfyUI's JointBlock.forward(*args, **kwargs) is called as
+# block(context, x, c=...) and returns (context, x); the last block returns (None, x) (context pre-only).
+register("comfy:OpenAISignatureMMDITWrapper",
+         Adapter(units=("joint_blocks",), reuse="residual", streams=("args[0]", "args[1]"), head=1,
+                 timestep="timesteps"))
+# Not registered: AuraFlow's class shares SD3's base name "MMDiT" but not its layout.
