@@ -54,6 +54,7 @@ def test_policy_node_patches_a_clone_only_and_counts_exactly(kind, units, skippa
     base = fc.sample(p)
     fast = _node("DiffSkipInterval", p, every=3)
     assert p.wrappers == {} and fast.wrappers["outer_sample"]["diffskip"]  # the input model is untouched
+    assert "forward" not in p.model.diffusion_model.__dict__  # nothing attached before sampling
     out = fc.sample(fast)
     st = dc.last_stats(fast)
     # 6 steps, CFG batch 2, compute at steps 0 and 3
