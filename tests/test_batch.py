@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from diffskip.batch import BadRow, Row, compact_manifest, plan_batches, read_prompts
+from diffskip.batch import Row, compact_manifest, plan_batches, read_prompts
 from diffskip.commands import generate
 
 ROOT = Path(__file__).resolve().parents[1]

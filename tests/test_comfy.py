@@ -13,6 +13,7 @@ import torch
 
 import diffskip
 import fake_comfy as fc
+import fake_comfy_models as fcm
 from diffskip import comfy as dc
 from diffskip.policy import POLICIES
 
@@ -71,7 +72,7 @@ def test_comfy_unet_units_are_the_layers_comfy_calls_and_the_shallow_path_stays_
     dm = p.model.diffusion_model
     calls = {}
     for name, mod in dm.named_modules():
-        if isinstance(mod, (fc.ResBlock, fc.SpatialTransformer, fc.Downsample, fc.Upsample)):
+        if isinstance(mod, (fcm.ResBlock, fcm.SpatialTransformer, fcm.Downsample, fcm.Upsample)):
             inner = next(mod.children())  # runs only when the layer really computes
             inner.register_forward_hook(lambda m, a, o, n=name: calls.__setitem__(n, calls.get(n, 0) + 1))
     fc.sample(_node("DiffSkipInterval", p, every=3))

@@ -97,6 +97,9 @@ def run_batch(args: argparse.Namespace) -> int:
     from accelerate import PartialState
     from tqdm import tqdm
 
+    if args.prompt or args.per_prompt != 1:
+        raise SystemExit("--prompts (batch mode) reads its prompts from the file, one image per row; allowed "
+                         "with it: no --prompt / --per-prompt. Fix: drop them, or drop --prompts for the grid.")
     state = PartialState(cpu=args.device == "cpu")  # gloo on CPU; without cpu=True accelerate stays 1 process
     rows, bad = read_prompts(args.prompts, base_seed=args.seed, width=args.size, height=args.size)
     if state.is_main_process:
