@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -182,10 +183,17 @@ SHIM = textwrap.dedent("""
 """)
 
 
-def test_root_shim_loads_like_comfyui_under_any_folder_name_without_shadowing_diffskip(tmp_path):
-    r = subprocess.run([sys.executable, "-c", SHIM, str(ROOT), "diffskip", "diffskip-main"], capture_output=True,
-                       text=True, cwd=tmp_path, timeout=120)
+@pytest.mark.parametrize("installed", [True, False])
+def test_root_shim_loads_like_comfyui_under_any_folder_name_without_shadowing_diffskip(tmp_path, installed):
+    cmd = [sys.executable, "-c", SHIM, str(ROOT), "diffskip", "diffskip-main"]
+    env = dict(os.environ)
+    if not installed:  # no site processing: the editable install's finder is gone, site-packages stays importable
+        site = next(p for p in sys.path if p.endswith("site-packages"))
+        cmd.insert(1, "-S")
+        env["PYTHONPATH"] = site
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["diffskip"] == out["diffskip-main"] == sorted(dc.NODE_CLASS_MAPPINGS)
-    assert out["diffskip_file"].endswith("diffskip/__init__.py") and out["has_pipeline"] and out["same_nodes"]
+    assert out["diffskip_file"] == str(ROOT / "diffskip" / "__init__.py")
+    assert out["has_pipeline"] and out["same_nodes"]
