@@ -9,7 +9,7 @@ import torch
 
 # name -> (module in diffskip.commands, one-line help)
 COMMANDS = {
-    "generate": ("generate", "render a prompt grid with a caching policy"),
+    "generate": ("generate", "render a prompt grid, or every row of a prompt file (--prompts), with a caching policy"),
     "eval": ("eval", "FID/KID, CLIP score and PSNR/SSIM of a folder of generated images"),
     "bench": ("bench", "benchmark diffskip and its peers on the embedded pipelines"),
 }

@@ -33,6 +33,11 @@ class StepInfo:
     streak: torch.Tensor  # (B,) consecutive steps on which the sample reused its skippable units
 
 
+def _knob(default, lo: float | None = None, hi: float | None = None, tip: str = ""):
+    """Declare a policy field with the range and tooltip that ComfyUI node inputs are generated from."""
+    return dataclasses.field(default=default, metadata={"range": (lo, hi), "tooltip": tip})
+
+
 def _register(name: str):
     def wrap(cls):
         cls.name = name
@@ -62,9 +67,10 @@ class Policy:
     name: ClassVar[str] = "policy"
     needs_drift: ClassVar[bool] = False  # the session measures the probe unit's drift for it
     reuses: ClassVar[bool] = True  # False: the session keeps no cache at all
-    head: int | None = None
-    tail: int | None = None
-    forecast: int = 0  # 0: replay the cached value; 1: extrapolate it linearly from the last two computes
+    head: int | None = _knob(None, 0, 64, "leading units that always compute (none: the adapter's default)")
+    tail: int | None = _knob(None, 0, 64, "trailing units that always compute (none: the adapter's default)")
+    forecast: int = _knob(0, 0, 1, "0: replay a skipped unit's cached value; 1: extrapolate it from its last two "
+                                   "computes (first-order Taylor, TaylorSeer)")
 
     def __post_init__(self) -> None:
         for f in ("head", "tail"):
@@ -101,9 +107,9 @@ class Never(Policy):
 class Interval(Policy):
     """Compute every `every`-th step inside [start, end), reuse in between (DeepCache, Ma et al. 2023)."""
 
-    every: int = 3
-    start: int = 0
-    end: int | None = None
+    every: int = _knob(3, 1, 1000, "compute every N-th step, reuse the cache in between")
+    start: int = _knob(0, 0, 10000, "first step of the caching window (steps before it compute)")
+    end: int | None = _knob(None, 1, 10000, "step where the caching window ends (none: the last step)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,7 +136,7 @@ class Uniform(Policy):
     only on (step, unit, num_steps), never on the input, so batching changes nothing. Needs `num_steps`.
     """
 
-    speedup: float = 2.0
+    speedup: float = _knob(2.0, 1.0, 100.0, "target speed-up over the skippable units (1 = compute all)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -168,9 +174,10 @@ class Threshold(Policy):
     """
 
     needs_drift: ClassVar[bool] = True
-    threshold: float = 0.1
-    warmup: int = 1
-    max_streak: int = 0
+    threshold: float = _knob(0.1, 0.0, 10.0, "recompute a sample when its probe's accumulated relative change "
+                                               "exceeds this")
+    warmup: int = _knob(1, 1, 10000, "leading steps that always compute")
+    max_streak: int = _knob(0, 0, 10000, "most consecutive reused steps (0: no limit)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -195,7 +202,7 @@ class Threshold(Policy):
 class Mask(Policy):
     """Follow an explicit per-step plan: '1' computes, '0' reuses (step masks)."""
 
-    steps: str = "1"
+    steps: str = _knob("1", tip="one character per step: 1 computes, 0 reuses")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -181,7 +181,7 @@ class Session:
         streams = self._streams()
         if streams is None:
             return self._run(unit, bound.args, bound.kwargs, rows), None
-        inputs = {s: bound.arguments[s].clone() for s in set(streams) if s is not None}
+        inputs = {s: _stream(bound, s).clone() for s in set(streams) if s is not None}
         out = self._run(unit, bound.args, bound.kwargs, rows)
         outs = (out,) if isinstance(self.hooked.adapter.streams, str) else tuple(out)
         res = tuple(o - inputs[s] if s is not None and isinstance(o, torch.Tensor) else o
@@ -192,7 +192,7 @@ class Session:
         streams = self._streams()
         if streams is None:
             return entry
-        outs = tuple(bound.arguments[s] + r if s is not None and isinstance(r, torch.Tensor) else r
+        outs = tuple(_stream(bound, s) + r if s is not None and isinstance(r, torch.Tensor) else r
                      for s, r in zip(streams, entry))
         return outs[0] if isinstance(self.hooked.adapter.streams, str) else outs
 
@@ -233,6 +233,13 @@ class Session:
                 br.drift = torch.where(plan[0], torch.zeros_like(br.drift), br.drift)
         br.plan = plan
         return plan
+
+
+def _stream(bound, name: str) -> torch.Tensor:
+    """Return a unit's input stream: an argument by name, or "args[i]", the i-th of a `*args` forward."""
+    base, _, index = name.partition("[")
+    value = bound.arguments[base]
+    return value[int(index.rstrip("]"))] if index else value
 
 
 @contextlib.contextmanager

@@ -25,11 +25,14 @@ class Adapter:
 
     Args:
         units: attribute names on the model, in execution order; a ModuleList expands to its items and
-            a None attribute (e.g. an absent mid block) is left out.
+            a None attribute (e.g. an absent mid block) is left out. A dotted path goes deeper: after the
+            name, "*" replaces each module by its children and "1:" / ":-1" / "2" slice the list so far
+            (ComfyUI's UNet: "input_blocks.1:.*" = the layers of every input block but the first).
         reuse: "output" returns the unit's cached output (DeepCache / A-SDM feature inheritance, UNets);
             "residual" adds the unit's cached residual to its fresh input (First-Block-Cache, DiTs).
         streams: for "residual": the input argument that each output position continues; a single name
             means the unit returns one tensor. A None position is replayed from the cached value as is.
+            "args[i]" names the i-th positional argument of a unit whose forward is (*args, **kwargs).
         head: leading units that always compute by default (the first one is the drift probe).
         tail: trailing units that always compute by default.
         timestep: name of the denoiser forward argument holding the timestep (the step clock).
@@ -81,17 +84,30 @@ def find_adapter(model: nn.Module) -> Adapter:
         f"units=({(lists or ['blocks'])[0]!r},), reuse='residual', streams='hidden_states').")
 
 
+def _slice(part: str, path: str) -> slice:
+    try:
+        return slice(*(int(v) if v else None for v in part.split(":"))) if ":" in part else slice(int(part),
+                                                                                                 int(part) + 1 or None)
+    except ValueError:
+        raise UnsupportedModelError(f"adapter unit path {path!r}: {part!r} is not '*', an index or a slice "
+                                    f"like '1:' or ':-1'.") from None
+
+
 def resolve_units(model: nn.Module, adapter: Adapter) -> list[nn.Module]:
     """Return the model's cacheable units in execution order."""
     units: list[nn.Module] = []
-    for name in adapter.units:
+    for path in adapter.units:
+        name, *rest = path.split(".")
         if not hasattr(model, name):
             raise UnsupportedModelError(f"{type(model).__name__} has no attribute {name!r} named by its adapter "
                                         f"units={adapter.units}; fix the adapter's units.")
         item = getattr(model, name)
         if item is None:
             continue
-        units.extend(item if isinstance(item, nn.ModuleList) else [item])
+        found = list(item) if isinstance(item, nn.ModuleList) else [item]
+        for part in rest:  # "blocks.1:.*": slice the list, then expand each module into its children
+            found = [c for m in found for c in m.children()] if part == "*" else found[_slice(part, path)]
+        units.extend(found)
     if not units:
         raise UnsupportedModelError(f"{type(model).__name__}: adapter units={adapter.units} found no modules.")
     return [layer for unit in units for layer in _layers(unit, adapter.layers)] if adapter.layers else units
@@ -107,4 +123,5 @@ def _layers(unit: nn.Module, groups: tuple[tuple[str, ...], ...]) -> list[nn.Mod
     return out or [unit]
 
 
+from . import comfy as _comfy  # noqa: E402,F401  (ComfyUI's model classes, by key; imports no comfy)
 from . import diffusers as _diffusers  # noqa: E402,F401  (registers the built-in adapters)

@@ -1,9 +1,10 @@
-"""`diffskip generate`: render a prompt grid with a policy (and the exact baseline)."""
+"""`diffskip generate`: render a prompt grid with a policy (and the exact baseline), or a prompt file."""
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..eval.fidelity import psnr
+from ..batch import MANIFEST, BatchRun, pipeline_extras, read_prompts
 from ..pipeline import DiffSkipPipeline
 from ..policy import parse
 
@@ -54,8 +55,7 @@ def _render(pipe, prompts: list[str], args) -> tuple[list[Image.Image], float]:
     g = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     extra = {"height": args.size, "width": args.size} if args.size else {}
-    if "PixArt" in type(getattr(pipe, "pipe", pipe)).__name__:  # no bs4/ftfy; non-standard sizes
-        extra.update(use_resolution_binning=False, clean_caption=False)
+    extra.update(pipeline_extras(pipe))
     out = pipe(prompts, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=g,
                num_images_per_prompt=args.per_prompt, **extra)
     return out.images, time.perf_counter() - t0
@@ -82,9 +82,45 @@ def generate(args: argparse.Namespace) -> dict:
     report.update(seconds=round(secs, 3),
                   stats={k: v for k, v in pipe.last_stats.to_dict().items() if k != "calls"})
     if args.baseline:
+        from ..eval.fidelity import psnr  # here: the eval stack is slow to import and batch mode needs none
+
         report["psnr_vs_baseline"] = round(float(np.mean([psnr(a, b) for a, b in zip(images, base)])), 2)
     (out / "stats.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """Generate every row of `--prompts` into `--out` (resumable, split across accelerate processes).
+
+    Returns the exit status: 1 when some rows were bad (the good ones are still generated), else 0.
+    """
+    from accelerate import PartialState
+    from tqdm import tqdm
+
+    if args.prompt or args.per_prompt != 1:
+        raise SystemExit("--prompts (batch mode) reads its prompts from the file, one image per row; allowed "
+                         "with it: no --prompt / --per-prompt. Fix: drop them, or drop --prompts for the grid.")
+    state = PartialState(cpu=args.device == "cpu")  # gloo on CPU; without cpu=True accelerate stays 1 process
+    rows, bad = read_prompts(args.prompts, base_seed=args.seed, width=args.size, height=args.size)
+    if state.is_main_process:
+        for b in bad:
+            print(f"error: {b} (row skipped; fix it and run again: finished images are kept)", file=sys.stderr)
+    pipe = load(args.model, args.policy)
+    pipe.to(state.device)
+    pipe.set_progress_bar_config(disable=True)
+    job = BatchRun(pipe, args.out, steps=args.steps, guidance=args.guidance, batch_size=args.batch_size, state=state)
+    mine = job.prepare(rows)
+    todo = sum(r.index not in job.done for b in mine for r in b)
+    with tqdm(total=todo, unit="img", desc=f"rank {state.process_index}", disable=not state.is_main_process) as bar:
+        for _ in job.run(mine):
+            bar.update(1)
+    manifest = job.finish()
+    if state.is_main_process:
+        print(f"{len(manifest)} of {len(rows) + len(bad)} rows done in {args.out}/ ({len(job.done)} were already "
+              f"there; {state.num_processes} process(es)); manifest {Path(args.out) / MANIFEST}")
+        for b in bad:
+            print(f"error: {b}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:
@@ -92,11 +128,15 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, diffusers folder, hub id, or tiny-sd")
     g.add_argument("--policy", default=DEFAULT_POLICY, type=lambda s: str(parse(s)), help="policy spec string")
     g.add_argument("--prompt", action="append", help="a prompt (repeat for several; default: 10 garments)")
+    g.add_argument("--prompts", default=None,
+                   help="prompt file (.txt: one a line; .jsonl: {prompt, seed, negative_prompt, width, height}): "
+                        "batch mode, resumable, writes {index:06d}.png + manifest.jsonl; --seed is the base seed")
+    g.add_argument("--batch-size", type=int, default=4, help="batch mode: images per pipeline call")
     g.add_argument("--steps", type=int, default=25)
     g.add_argument("--guidance", type=float, default=4.0)
     g.add_argument("--per-prompt", type=int, default=1, help="images per prompt")
     g.add_argument("--size", type=int, default=None, help="height = width in pixels (default: the model's)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="grid: generator seed; batch: base seed (+ row index)")
     g.add_argument("--cols", type=int, default=None)
     g.add_argument("--cell", type=int, default=96, help="pixels per grid cell (nearest-neighbour upscale)")
     g.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
@@ -106,7 +146,12 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Run `diffskip generate` and print its one-line summary."""
+    """Run `diffskip generate` and print its one-line summary (exit status 1 when prompt rows were bad)."""
+    if args.prompts:
+        status = run_batch(args)
+        if status:
+            sys.exit(status)
+        return
     report = generate(args)
     st = report["stats"]
     print(f"policy {report['policy']}: {st['computed']} unit evaluations computed, {st['reused']} reused, "

@@ -1,0 +1,236 @@
+"""Batch generation over a prompt file: resumable, one seeded generator per image, split across processes.
+
+Every image has its own generator seeded from its row (default: base seed + index), and batches are formed
+from the whole prompt list the same way on every run, so a resumed run or an `accelerate launch` run over
+many processes writes bit-identical images to one uninterrupted single-process run. PNGs are written to a
+temporary name and renamed; `manifest.jsonl` gets one flushed line per image, after its PNG.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+__all__ = ["Row", "BadRow", "read_prompts", "plan_batches", "BatchRun", "MANIFEST"]
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.jsonl"
+JSONL_KEYS = {"prompt", "seed", "negative_prompt", "width", "height"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One image to generate: its index (file name), prompt, seed, negative prompt and size."""
+
+    index: int
+    prompt: str
+    seed: int
+    negative_prompt: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A prompt-file row that cannot be generated: where it is and what is wrong."""
+
+    index: int
+    where: str  # "file:line"
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.problem}"
+
+
+def _check_jsonl(d: Any) -> str | None:
+    """Return what is wrong with one jsonl row (None if it is fine)."""
+    if not isinstance(d, dict):
+        return f"expected a JSON object like {{\"prompt\": \"...\"}}, got {type(d).__name__}"
+    unknown = sorted(set(d) - JSONL_KEYS)
+    if unknown:
+        return f"unknown keys {unknown}; allowed: {sorted(JSONL_KEYS)}"
+    if not isinstance(d.get("prompt"), str) or not d["prompt"].strip():
+        return "'prompt' must be a non-empty string"
+    seed = d.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        return f"'seed'={seed!r} must be an int >= 0"
+    if d.get("negative_prompt") is not None and not isinstance(d["negative_prompt"], str):
+        return f"'negative_prompt'={d['negative_prompt']!r} must be a string"
+    for k in ("width", "height"):
+        v = d.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v % 8):
+            return f"{k!r}={v!r} must be a positive multiple of 8"
+    return None
+
+
+def read_prompts(path: str | Path, base_seed: int = 0, width: int | None = None,
+                 height: int | None = None) -> tuple[list[Row], list[BadRow]]:
+    """Read a .txt (one prompt a line) or .jsonl prompt file; bad rows are returned, not raised.
+
+    Blank lines and lines starting with '#' are skipped; every other line takes the next index, bad or not,
+    so fixing a bad row later never renumbers the others. `width`/`height` are defaults for rows without.
+    """
+    path = Path(path)
+    if path.suffix not in (".txt", ".jsonl"):
+        raise ValueError(f"prompt file {str(path)!r}: suffix {path.suffix!r} is not supported; allowed: .txt (one "
+                         f"prompt a line) or .jsonl (one {{\"prompt\": ...}} object a line).")
+    rows: list[Row] = []
+    bad: list[BadRow] = []
+    index = 0
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        where = f"{path}:{n}"
+        if path.suffix == ".txt":
+            rows.append(Row(index, text, base_seed + index, None, width, height))
+        else:
+            try:
+                d = json.loads(text)
+                problem = _check_jsonl(d)
+            except json.JSONDecodeError as e:
+                problem = f"invalid JSON ({e.msg} at column {e.colno})"
+            if problem:
+                bad.append(BadRow(index, where, problem))
+            else:
+                rows.append(Row(index, d["prompt"], d.get("seed", base_seed + index), d.get("negative_prompt"),
+                                d.get("width", width), d.get("height", height)))
+        index += 1
+    return rows, bad
+
+
+def plan_batches(rows: list[Row], batch_size: int) -> list[list[Row]]:
+    """Group rows with the same size and negative prompt (in first-seen order), then cut into batches."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} is invalid; allowed: an int >= 1.")
+    groups: dict[tuple, list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r.width, r.height, r.negative_prompt), []).append(r)
+    return [g[i:i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
+
+
+def png_path(out: Path, index: int) -> Path:
+    """Return the PNG path of image `index`."""
+    return out / f"{index:06d}.png"
+
+
+def compact_manifest(out: Path) -> dict[int, dict]:
+    """Rewrite the manifest with the last valid row per index whose PNG exists, sorted; drop a torn line."""
+    path = out / MANIFEST
+    rows: dict[int, dict] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                d = json.loads(line)
+                rows[int(d["index"])] = d
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                logger.info("dropping an unreadable manifest line (a run was killed while writing it): %r", line)
+    rows = {i: rows[i] for i in sorted(rows) if png_path(out, i).exists()}
+    tmp = out / f".{MANIFEST}.tmp"
+    tmp.write_text("".join(json.dumps(d) + "\n" for d in rows.values()), encoding="utf-8")
+    os.replace(tmp, path)
+    return rows
+
+
+def read_done(out: Path) -> set[int]:
+    """Return the indices whose PNG and manifest row both exist."""
+    path = out / MANIFEST
+    done = set()
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                done.add(int(json.loads(line)["index"]))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+    return {i for i in done if png_path(out, i).exists()}
+
+
+class BatchRun:
+    """Generate the images of a prompt list into `out`, skipping finished ones, over accelerate processes.
+
+    Args:
+        pipe: a DiffSkipPipeline (or any diffusers pipeline; then no stats are recorded).
+        out: output folder for `{index:06d}.png` and `manifest.jsonl`.
+        steps, guidance: denoising steps and guidance scale.
+        batch_size: images per pipeline call (rows with the same size / negative prompt only).
+        state: an `accelerate.PartialState`; None makes one (a single process unless launched by accelerate).
+    """
+
+    def __init__(self, pipe: Any, out: str | Path, steps: int, guidance: float, batch_size: int = 4, state=None):
+        from accelerate import PartialState
+
+        self.pipe, self.out, self.steps, self.guidance, self.batch_size = pipe, Path(out), steps, guidance, batch_size
+        self.state = state or PartialState()
+        self.policy = str(getattr(pipe, "policy", "none"))
+
+    def prepare(self, rows: list[Row]) -> list[list[Row]]:
+        """Repair the manifest (main process), then return this process's share of unfinished batches."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.state.is_main_process:
+            compact_manifest(self.out)
+        self.state.wait_for_everyone()
+        self.done = read_done(self.out)
+        pending = [b for b in plan_batches(rows, self.batch_size) if any(r.index not in self.done for r in b)]
+        self.state.wait_for_everyone()  # every process has read the same manifest before anyone appends
+        with self.state.split_between_processes(pending) as mine:
+            return list(mine)
+
+    def run(self, batches: list[list[Row]]) -> Iterator[dict]:
+        """Generate `batches` (whole, so each image's batch is the same as in any other run); yield rows."""
+        for batch in batches:
+            t0 = time.perf_counter()
+            images = self._generate(batch)
+            secs = (time.perf_counter() - t0) / len(batch)
+            stats = getattr(self.pipe, "last_stats", None)
+            for row, image in zip(batch, images):
+                if row.index in self.done:
+                    continue
+                yield self._write(row, image, secs, stats, len(batch))
+
+    def finish(self) -> dict[int, dict]:
+        """Wait for all processes, then sort and compact the manifest (main process); return its rows."""
+        self.state.wait_for_everyone()
+        rows = compact_manifest(self.out) if self.state.is_main_process else {}
+        self.state.wait_for_everyone()
+        return rows
+
+    def _generate(self, batch: list[Row]) -> list:
+        r0 = batch[0]
+        kw: dict[str, Any] = {"num_inference_steps": self.steps, "guidance_scale": self.guidance,
+                              "generator": [torch.Generator("cpu").manual_seed(r.seed) for r in batch]}
+        if r0.negative_prompt is not None:
+            kw["negative_prompt"] = [r0.negative_prompt] * len(batch)
+        kw.update({k: v for k, v in (("width", r0.width), ("height", r0.height)) if v is not None})
+        kw.update(pipeline_extras(self.pipe))
+        return self.pipe([r.prompt for r in batch], **kw).images
+
+    def _write(self, row: Row, image, secs: float, stats, n: int) -> dict:
+        path = png_path(self.out, row.index)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)  # a killed run never leaves a partial PNG under the final name
+        rec = {"index": row.index, "seed": row.seed, "prompt": row.prompt, "negative_prompt": row.negative_prompt,
+               "width": image.width, "height": image.height, "policy": self.policy, "seconds": round(secs, 4),
+               "batch_size": n, "process": self.state.process_index,
+               "computed": None if stats is None else stats.computed / n,
+               "reused": None if stats is None else stats.reused / n,
+               "flops_fraction": None if stats is None else stats.flops_fraction}
+        fd = os.open(self.out / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(rec) + "\n").encode("utf-8"))  # one append per row: whole lines
+        finally:
+            os.close(fd)
+        return rec
+
+
+def pipeline_extras(pipe: Any) -> dict[str, Any]:
+    """Return call options a pipeline needs offline (PixArt: no resolution binning, no caption cleaning)."""
+    if "PixArt" in type(getattr(pipe, "pipe", pipe)).__name__:  # no bs4/ftfy; non-standard sizes
+        return {"use_resolution_binning": False, "clean_caption": False}
+    return {}
