@@ -71,6 +71,7 @@ def test_runner_records_refusals_resumes_and_reports(tmp_path, monkeypatch):
     pts = res["points"]
     assert pts["fbc/threshold=0.05"]["error"].startswith("IndexError")  # diffusers FBC has no UNet support
     assert pts["none"]["psnr"] == 100.0 and pts["none"]["denoiser_calls"] == 8  # 2 batches x 4 steps (CFG batched)
+    assert pts["none"]["latent_mad"] == 0.0 and pts["diffskip/interval:every=2"]["latent_mad"] > 0
     rows = derive(pts)
     assert rows["diffskip/interval:every=2"]["flops_fraction"] == pytest.approx(
         rows["deepcache/interval=2"]["flops_fraction"]) and rows["deepcache/interval=2"]["flops_fraction"] < 0.9

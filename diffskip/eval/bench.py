@@ -14,7 +14,7 @@ from torch import nn
 
 from .clipscore import make_clip_score
 from .compute import DenoiserMeter, time_calls
-from .fidelity import mean_psnr, ssim
+from .fidelity import latent_mad, mean_psnr, ssim
 from .peers import apply_method, denoiser, parse_method
 from .reference import fid_against
 
@@ -52,15 +52,27 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9=.,_-]+", "_", text)
 
 
-def _generate(run: Callable, prompts: list[str], cfg: BenchConfig, seed: int, meter: DenoiserMeter) -> torch.Tensor:
-    out = []
+def decode(pipe: Any, latents: torch.Tensor) -> torch.Tensor:
+    """Decode final latents the way SD/PixArt pipelines do; return uint8 images (N, 3, H, W)."""
+    vae = pipe.vae
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    with torch.no_grad():
+        x = vae.decode(latents / vae.config.scaling_factor + shift, return_dict=False)[0]
+    images = pipe.image_processor.postprocess(x, output_type="pt")
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _generate(run: Callable, pipe: Any, prompts: list[str], cfg: BenchConfig, seed: int,
+              meter: DenoiserMeter) -> tuple[torch.Tensor, torch.Tensor]:
+    images, latents = [], []
     for i in range(0, len(prompts), cfg.batch):
         meter.count_flops = i == 0  # FLOPs on the first batch only: the counter roughly doubles the run time
         gen = torch.Generator().manual_seed(seed + i)
         res = run(prompts[i:i + cfg.batch], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
-                  generator=gen, output_type="pt", **cfg.call_kwargs)
-        out.append((res.images.clamp(0, 1) * 255).round().to(torch.uint8))
-    return torch.cat(out)
+                  generator=gen, output_type="latent", **cfg.call_kwargs)
+        latents.append(res.images.float())
+        images.append(decode(pipe, res.images))
+    return torch.cat(images), torch.cat(latents)
 
 
 def _timed(run: Callable, meter: DenoiserMeter, prompts: list[str], cfg: BenchConfig) -> dict:
@@ -83,7 +95,7 @@ def measure_method(load: Callable[[], Any], method: str, prompts: list[str], cfg
     if images:
         seed = cfg.seed + (SPREAD_SEED if method.startswith("none/") else 0)
         t0 = time.perf_counter()
-        out["images"] = _generate(run, prompts, cfg, seed, meter)
+        out["images"], out["latents"] = _generate(run, pipe, prompts, cfg, seed, meter)
         out.update(generation_s=round(time.perf_counter() - t0, 2), flops_first_batch=meter.flops,
                    denoiser_calls=meter.calls)
     out.update(_timed(run, meter, prompts, cfg))
@@ -126,12 +138,13 @@ def run_bench(cfg: BenchConfig, load: Callable[[], Any], prompts: list[str], fea
     results["config"] = asdict(cfg)
     points = results.setdefault("points", {})
     clip = make_clip_score(clip_path) if clip_path else make_clip_score()
-    base = None
+    base = base_latents = None
     for method in cfg.methods:
         img_file = out / "images" / f"{slug(method)}.pt"
         if method in points and (img_file.exists() or "error" in points[method]):
             if method == "none":
-                base = torch.load(img_file)["images"]
+                saved = torch.load(img_file)
+                base, base_latents = saved["images"], saved.get("latents")
             if retime and "error" not in points[method]:
                 points[method].update(measure_method(load, method, prompts, cfg, images=False))
                 path.write_text(json.dumps(results, indent=1))
@@ -144,9 +157,12 @@ def run_bench(cfg: BenchConfig, load: Callable[[], Any], prompts: list[str], fea
             log.warning("%s failed: %s", method, points[method]["error"])
             path.write_text(json.dumps(results, indent=1))
             continue
-        images = m.pop("images")
-        torch.save({"images": images}, img_file)
-        base = images if method == "none" else base
+        images, latents = m.pop("images"), m.pop("latents")
+        torch.save({"images": images, "latents": latents}, img_file)
+        if method == "none":
+            base, base_latents = images, latents
         points[method] = {**m, **score(images, base, prompts, features, ref, clip)}
+        if base_latents is not None:
+            points[method]["latent_mad"] = latent_mad(latents, base_latents)
         path.write_text(json.dumps(results, indent=1))
     return results

@@ -40,17 +40,18 @@ def table(title: str, rows: dict[str, dict], verdict: dict[str, str], spread: fl
     out = [f"### {title}", "",
            f"FD run-to-run spread (baseline vs baseline on other seeds): {spread:.3f}", "",
            "| method | setting | FLOPs frac | speed-up | denoiser speed-up | overhead ratio | PSNR dB | SSIM | "
-           "FD | CLIP | diffskip point with <= FLOPs, FD, >= PSNR |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "latent MAD | FD | CLIP | diffskip point with <= FLOPs, FD, >= PSNR |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m, r in rows.items():
         family, _, setting = m.partition("/")
         if "error" in r:
-            out.append(f"| {family} | {setting} | {REFUSED}: {r['error'].replace('|', '/')} | | | | | | | | |")
+            out.append(f"| {family} | {setting} | {REFUSED}: {r['error'].replace('|', '/')} | | | | | | | | | |")
             continue
         psnr = "exact" if r["psnr"] >= 100 else f"{r['psnr']:.2f}"
+        mad = f"{r['latent_mad']:.4f}" if "latent_mad" in r else "-"
         out.append(f"| {family} | {setting or '-'} | {r['flops_fraction']:.3f} | {r['speedup']:.2f}x | "
                    f"{r['denoiser_speedup']:.2f}x | {r['overhead_ratio']:.2f} | {psnr} | {r['ssim']:.3f} | "
-                   f"{r['fd']:.3f} | {r['clip']:.2f} | {verdict.get(m, '')} |")
+                   f"{mad} | {r['fd']:.3f} | {r['clip']:.2f} | {verdict.get(m, '')} |")
     return "\n".join(out)
 
 

@@ -1,8 +1,10 @@
 """The default benchmark grid: diffskip and every peer at 3-4 operating points on a UNet or DiT pipeline."""
 from __future__ import annotations
 
-DIFFSKIP = ["interval:every=2", "interval:every=3", "interval:every=5", "uniform:speedup=1.5", "uniform:speedup=2",
-            "uniform:speedup=3", "threshold:threshold=0.05", "threshold:threshold=0.1", "threshold:threshold=0.2"]
+DIFFSKIP = ["interval:every=2", "interval:every=3", "interval:every=5", "uniform:speedup=2", "uniform:speedup=3",
+            "threshold:threshold=0.1", "threshold:threshold=0.2",
+            "interval:every=2,forecast=1", "interval:every=3,forecast=1", "interval:every=4,forecast=1",
+            "uniform:speedup=2,forecast=1", "uniform:speedup=3,forecast=1", "threshold:threshold=0.2,forecast=1"]
 
 
 def default_methods(kind: str, steps: int) -> list[str]:
