@@ -88,3 +88,16 @@ def test_runner_records_refusals_resumes_and_reports(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="different configuration"):
         run_bench(BenchConfig(pipeline="fashion-sd", steps=5, methods=methods, n=4, batch=2, timing_batch=2,
                               repeats=1), lambda: load_pipeline(SD), PROMPTS, feats, ref, tmp_path / "run")
+
+
+def test_diffusers_hook_state_is_reset_between_pipeline_calls():
+    """SD/PixArt pipelines never reset diffusers' stateful hooks; the harness must, or the next call breaks."""
+    pix = Path(__file__).resolve().parents[1] / "pipelines" / "fashion-pixart"
+    kw = dict(num_inference_steps=4, guidance_scale=4.0, output_type="pt", use_resolution_binning=False,
+              clean_caption=False)
+    pipe = load_pipeline(pix)
+    run = apply_method(pipe, "fbc/threshold=0.2", 4)
+    run(PROMPTS[:2], generator=torch.Generator().manual_seed(0), **kw)  # batch 2, then batch 1
+    second = run(PROMPTS[:1], generator=torch.Generator().manual_seed(1), **kw).images
+    fresh = apply_method(load_pipeline(pix), "fbc/threshold=0.2", 4)
+    assert torch.equal(second, fresh(PROMPTS[:1], generator=torch.Generator().manual_seed(1), **kw).images)

@@ -81,12 +81,20 @@ def _tgate(pipe: Any, steps: int, s: dict) -> Runner:
 
 
 def _with_cache_context(pipe: Any, model) -> Runner:
-    """Call the pipeline inside the model's diffusers cache context (pipelines like SD/PixArt never open one)."""
+    """Call the pipeline inside the model's diffusers cache context and reset the hooks' state after each call.
+
+    Pipelines like SD/PixArt neither open a context nor reset the state (CacheMixin pipelines do both): without
+    the reset, step counters and cached tensors leak into the next call (wrong steps, batch-size errors).
+    """
+    from diffusers.hooks import HookRegistry
     from diffusers.models.cache_utils import CacheMixin
 
     def run(*args, **kwargs):
-        with CacheMixin.cache_context(model, "cond"):
-            return pipe(*args, **kwargs)
+        try:
+            with CacheMixin.cache_context(model, "cond"):
+                return pipe(*args, **kwargs)
+        finally:
+            HookRegistry.check_if_exists_or_initialize(model).reset_stateful_hooks()
     return run
 
 
