@@ -158,3 +158,29 @@ def test_missing_feature_network_and_clip_folder_errors_name_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"no CLIP model at {tmp_path}"):
         clip_loader(tmp_path)
     clip_loader("openai/clip-vit-base-patch32")  # a hub id is accepted (loaded lazily, where reachable)
+
+
+def test_eval_command_on_png_folders(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from diffskip.cli import main
+
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randint(20, 230, (4, 32, 32, 3), generator=g, dtype=torch.uint8)
+    for name, batch in (("fast", imgs + 5), ("exact", imgs), ("real", imgs.flip(0))):
+        (tmp_path / name).mkdir()
+        for i, im in enumerate(batch):
+            Image.fromarray(im.numpy()).save(tmp_path / name / f"{i:06d}.png")
+    (tmp_path / "p.txt").write_text("a coat\na bag\na shirt\na dress\n")
+    main(["eval", str(tmp_path / "fast"), "--reference", str(tmp_path / "real"), "--baseline", str(tmp_path / "exact"),
+          "--prompts", str(tmp_path / "p.txt"), "--kid", "--cache", str(tmp_path / "cache"),
+          "--json", str(tmp_path / "m.json")])
+    res = json.loads((tmp_path / "m.json").read_text())
+    assert res["n"] == 4 and res["psnr"] == pytest.approx(10 * math.log10(255**2 / 25))
+    assert res["fd"] > 0 and "kid" in res and 0 < res["clip"] <= 100
+    assert "psnr 34.1514" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"has 4 prompts for 3 images"):
+        (tmp_path / "fast" / "000003.png").unlink()
+        main(["eval", str(tmp_path / "fast"), "--prompts", str(tmp_path / "p.txt")])

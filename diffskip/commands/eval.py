@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> None:
     baseline = load_images(args.baseline)[0] if args.baseline else None
     prompts = load_prompts(args.prompts, len(images)) if args.prompts else None
     res = evaluate_folder(images, feature_network(args.features), real, args.cache, baseline, prompts, args.clip,
-                          args.kid)
+                          args.kid, fid_key="fid" if args.features == "inception" else "fd")
     print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in res.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))

@@ -41,15 +41,19 @@ def load_prompts(path: str | Path, n: int) -> list[str]:
 
 def evaluate_folder(images: torch.Tensor, features: nn.Module, real: torch.Tensor | None = None,
                     cache_dir: str | Path = "out/cache", baseline: torch.Tensor | None = None,
-                    prompts: list[str] | None = None, clip: str | Path = DEFAULT_CLIP, kid: bool = False) -> dict:
-    """Return the metrics that the given inputs allow (FID/KID need `real`, PSNR/SSIM `baseline`, CLIP `prompts`)."""
+                    prompts: list[str] | None = None, clip: str | Path = DEFAULT_CLIP, kid: bool = False,
+                    fid_key: str = "fid") -> dict:
+    """Return the metrics that the given inputs allow (FID/KID need `real`, PSNR/SSIM `baseline`, CLIP `prompts`).
+
+    `fid_key` names the Frechet distance ("fid" in Inception features, "fd" in any other feature space).
+    """
     out: dict = {"n": len(images)}
     if real is not None:
         ref = reference_stats(features, real, cache_dir, "reference")
         fid = fid_against(features, ref)
         for chunk in images.split(100):
             fid.update(chunk, real=False)
-        out["fid"] = fid.compute().item()
+        out[fid_key] = fid.compute().item()
         if kid:
             size = min(100, len(images), len(ref["kid_features"]))
             k = make_kid(features, subset_size=size)
