@@ -19,7 +19,7 @@ from .peers import apply_method, denoiser, parse_method
 from .reference import fid_against
 
 log = logging.getLogger(__name__)
-SPREAD_SEED = 10_000  # "none/seeds=1" draws from seed + SPREAD_SEED: the FD run-to-run spread
+SPREAD_SEED = 10_000  # "none/seeds=k" draws from seed + k * SPREAD_SEED: the FD run-to-run spread
 
 
 @dataclass
@@ -93,7 +93,8 @@ def measure_method(load: Callable[[], Any], method: str, prompts: list[str], cfg
     meter = DenoiserMeter(denoiser(pipe), count_flops=images)
     out: dict = {}
     if images:
-        seed = cfg.seed + (SPREAD_SEED if method.startswith("none/") else 0)
+        family, settings = parse_method(method)
+        seed = cfg.seed + SPREAD_SEED * int(settings.get("seeds", 0)) if family == "none" else cfg.seed
         t0 = time.perf_counter()
         out["images"], out["latents"] = _generate(run, pipe, prompts, cfg, seed, meter)
         out.update(generation_s=round(time.perf_counter() - t0, 2), flops_first_batch=meter.flops,

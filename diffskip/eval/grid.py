@@ -12,7 +12,7 @@ def default_methods(kind: str, steps: int) -> list[str]:
     if kind not in ("unet", "dit"):
         raise ValueError(f"kind={kind!r}: allowed 'unet' or 'dit'")
     gates = sorted({max(1, round(steps * f)) for f in (0.25, 0.5, 0.75)})
-    methods = ["none", "none/seeds=1"] + [f"diffskip/{p}" for p in DIFFSKIP]
+    methods = ["none", "none/seeds=1", "none/seeds=2"] + [f"diffskip/{p}" for p in DIFFSKIP]
     methods += [f"tgate/gate_step={g}" for g in gates]
     methods += [f"taylorseer/interval={k}" for k in (2, 3, 5)]
     methods += [f"pab/skip={k}" for k in (2, 3, 4)]
