@@ -10,6 +10,7 @@ import torch
 # name -> (module in diffskip.commands, one-line help)
 COMMANDS = {
     "generate": ("generate", "render a prompt grid with a caching policy"),
+    "fit-gaussian": ("fit_gaussian", "fit the Gaussian latent statistics for analytic step skipping"),
 }
 
 

@@ -1,0 +1,109 @@
+"""Measure analytic step skipping on the embedded Fashion-MNIST pipelines: Frechet distance, CLIP score, PSNR."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from .analytic import GaussianSkip, GaussianStats
+from .eval.classifier import ClassifierFeatures
+from .eval.fashion import clip_score, load_pipeline, pipeline_kwargs, real_reference
+from .eval.fid import make_fid
+from .eval.fidelity import psnr
+from .pipeline import DiffSkipPipeline
+from .zoo.data import eval_prompts, to_uint8
+
+__all__ = ["CurveConfig", "SCHEDULERS", "generate_skipped", "run_curve"]
+log = logging.getLogger(__name__)
+SCHEDULERS = {"ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler",
+              "unipc": "UniPCMultistepScheduler"}
+
+
+@dataclass
+class CurveConfig:
+    """One measured curve: a pipeline folder, a scheduler, a step count and the jump points (steps skipped)."""
+
+    pipeline: str
+    scheduler: str
+    steps: int
+    skips: tuple[int, ...]
+    n_images: int = 200
+    guidance: float = 4.0
+    spread_seeds: tuple[int, ...] = (1,)  # extra seed sets of the full run: the metric's run-to-run spread
+
+    @property
+    def key(self) -> str:
+        return f"{Path(self.pipeline).name}/{self.scheduler}-{self.steps}"
+
+
+def _with_scheduler(pipe: Any, name: str) -> Any:
+    import diffusers
+
+    if name not in SCHEDULERS:
+        raise ValueError(f"scheduler {name!r} unknown; allowed: {sorted(SCHEDULERS)}.")
+    pipe.scheduler = getattr(diffusers, SCHEDULERS[name]).from_config(pipe.scheduler.config)
+    return pipe
+
+
+@torch.no_grad()
+def generate_skipped(pipe: Any, stats: GaussianStats, prompts: list[str], steps: int, skip: int,
+                     guidance: float, seed: int, batch_size: int = 100) -> torch.Tensor:
+    """Generate uint8 images (N, 3, H, W) with `skip` leading steps jumped; one seeded generator per batch."""
+    fast = DiffSkipPipeline(pipe, skip=GaussianSkip(stats, skip), count_flops=False)
+    out = []
+    try:
+        for i in range(0, len(prompts), batch_size):
+            gen = torch.Generator().manual_seed(seed * 100_000 + i)
+            res = fast(prompts[i:i + batch_size], num_inference_steps=steps, guidance_scale=guidance,
+                       generator=gen, output_type="pt", **pipeline_kwargs(pipe))
+            out.append(to_uint8(res.images * 2 - 1))
+    finally:
+        fast.detach()
+    return torch.cat(out)
+
+
+def _points(cfg: CurveConfig) -> Iterator[tuple[str, int, int]]:
+    """Yield (name, skip, seed): the full run first (the PSNR reference), then jumps, then spread seeds."""
+    yield "full", 0, 0
+    for k in cfg.skips:
+        if k:
+            yield f"skip{k}", k, 0
+    for s in cfg.spread_seeds:
+        yield f"full_seed{s}", 0, s
+
+
+def run_curve(cfg: CurveConfig, root: Path, out_json: Path) -> dict:
+    """Measure every point of a curve, appending each finished point to `out_json` (resumable)."""
+    results = json.loads(out_json.read_text()) if out_json.exists() else {}
+    done = results.setdefault(cfg.key, {})
+    pipe = _with_scheduler(load_pipeline(root / Path(cfg.pipeline).name), cfg.scheduler)
+    stats = GaussianStats.load(root / Path(cfg.pipeline).name)
+    fd = make_fid(ClassifierFeatures(root / "fashion-classifier"))
+    fd.reset_real_features = False
+    real, _, _ = real_reference(cfg.n_images)
+    fd.update(real, real=True)
+    prompts, _ = eval_prompts(cfg.n_images // 10, seed=0)
+    cache = out_json.with_name(f"{cfg.key.replace('/', '_')}_full.pt")  # PSNR reference across resumes
+    reference = torch.load(cache) if cache.exists() else None
+    for name, k, seed in _points(cfg):
+        if name in done and (name != "full" or reference is not None):
+            continue
+        images = generate_skipped(pipe, stats, prompts, cfg.steps, k, cfg.guidance, seed)
+        if name == "full":
+            reference = images
+            torch.save(images, cache)
+        fd.reset()
+        fd.update(images, real=False)
+        done[name] = {"skip": k, "seed": seed, "steps": cfg.steps, "model_evals": cfg.steps - k,
+                      "saved_fraction": k / cfg.steps, "fd_classifier": fd.compute().item(),
+                      "clip_score": clip_score(images, prompts, root / "fashion-clip"),
+                      "psnr_vs_full": float(np.mean([psnr(a.numpy(), b.numpy()) for a, b in zip(images, reference)]))
+                      if seed == 0 and k else None, "n_images": len(images)}
+        log.info("%s %s: %s", cfg.key, name, done[name])
+        out_json.write_text(json.dumps(results, indent=1))
+    return done

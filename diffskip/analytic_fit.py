@@ -1,0 +1,152 @@
+"""Fit Gaussian latent statistics (VAE-encoded images or the pipeline's own samples) and calibrate the jump."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .analytic import GaussianSkip, GaussianStats, gaussian_x0
+from .sigmas import frames, prediction_type, to_x0
+
+__all__ = ["Calibration", "calibrate", "encode_images", "fit_from_images", "fit_from_samples", "guided_trajectory",
+           "load_image_folder"]
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+DEFAULT_THRESHOLD = 0.9  # explained variance the Gaussian must keep for a step to be skipped
+
+
+def load_image_folder(folder: str | Path, size: int) -> torch.Tensor:
+    """Load every image in a folder as uint8 RGB (N, 3, size, size), bicubic-resized."""
+    import numpy as np
+    from PIL import Image
+
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}.")
+    arrays = [np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BICUBIC)) for p in paths]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+@torch.no_grad()
+def encode_images(vae: Any, images: torch.Tensor, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
+    """Encode uint8 images to the latents the scheduler sees: posterior samples * scaling (- shift)."""
+    gen = torch.Generator().manual_seed(seed)
+    scale = vae.config.scaling_factor
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    out = []
+    for chunk in images.split(batch_size):
+        x = chunk.to(vae.device, vae.dtype) / 127.5 - 1.0
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen).to(post.mean)  # training draws
+        out.append(((z - shift) * scale).float().cpu())
+    return torch.cat(out)
+
+
+def fit_from_images(pipe: Any, images: torch.Tensor, rank: int, meta: dict | None = None) -> GaussianStats:
+    """Fit statistics from uint8 images (N, 3, H, W) encoded with the pipeline's VAE."""
+    z = encode_images(pipe.vae, images)
+    return GaussianStats.from_latents(z, rank, {"source": "images", **(meta or {}), **_vae_meta(pipe.vae)})
+
+
+@torch.no_grad()
+def fit_from_samples(pipe: Any, prompts: list[str], rank: int, steps: int, seed: int = 0, batch_size: int = 100,
+                     meta: dict | None = None, **call_kwargs) -> GaussianStats:
+    """Fit statistics from the final latents of the pipeline's own full-step samples (output_type="latent")."""
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        gen = torch.Generator().manual_seed(seed + i)
+        res = pipe(prompts[i:i + batch_size], num_inference_steps=steps, generator=gen, output_type="latent",
+                   **call_kwargs)
+        out.append(res.images.float().cpu())
+    info = {"source": "samples", "steps": steps, **(meta or {}), **_vae_meta(pipe.vae)}
+    return GaussianStats.from_latents(torch.cat(out), rank, info)
+
+
+def _vae_meta(vae: Any) -> dict:
+    return {"scaling_factor": vae.config.scaling_factor, "shift_factor": getattr(vae.config, "shift_factor", None)}
+
+
+@dataclass
+class Calibration:
+    """Explained variance of the model's x0-prediction by the Gaussian one at each step of a schedule."""
+
+    timesteps: list[float]
+    explained_variance: list[float]
+    threshold: float
+
+    @property
+    def steps(self) -> int:
+        """The number of leading steps whose explained variance stays >= threshold: the jump point."""
+        k = 0
+        while k < len(self.explained_variance) - 1 and self.explained_variance[k] >= self.threshold:
+            k += 1
+        return k
+
+    def skip(self, stats: GaussianStats) -> GaussianSkip:
+        """Return the GaussianSkip for this calibration's jump point."""
+        return GaussianSkip(stats, self.steps)
+
+
+def _capture(denoiser: torch.nn.Module, records: list) -> Any:
+    """Record (sample input, output) of every denoiser call with a removable forward hook."""
+
+    def hook(module, args, kwargs, output):
+        x = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
+        y = output[0] if isinstance(output, tuple) else getattr(output, "sample", output)
+        records.append((x.detach().to(torch.float64).cpu(), y.detach().to(torch.float64).cpu()))
+
+    return denoiser.register_forward_hook(hook, with_kwargs=True)
+
+
+def _guided(x: torch.Tensor, y: torch.Tensor, guidance_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the batch's latents and the guided prediction (diffusers' [uncond, cond] batch convention)."""
+    c = x.shape[1]
+    y = y[:, :c]  # learned-sigma models (PixArt) append variance channels
+    if guidance_scale > 1:  # do_classifier_free_guidance in StableDiffusion / PixArt / SD3
+        (xu, _), (u, cond) = x.chunk(2), y.chunk(2)
+        return xu, u + guidance_scale * (cond - u)
+    return x, y
+
+
+@torch.no_grad()
+def guided_trajectory(pipe: Any, prompts: list[str], num_inference_steps: int, guidance_scale: float, seed: int = 0,
+                      denoiser: str | None = None, **call_kwargs) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Run the pipeline once and return, per step, the denoiser input latents and the guided prediction."""
+    model = getattr(pipe, denoiser) if denoiser else getattr(pipe, "transformer", None) or pipe.unet
+    records: list = []
+    handle = _capture(model, records)
+    try:
+        pipe(prompts, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+             generator=torch.Generator().manual_seed(seed), output_type="latent", **call_kwargs)
+    finally:
+        handle.remove()
+    if len(records) != num_inference_steps:
+        raise ValueError(f"calibration saw {len(records)} denoiser calls for {num_inference_steps} steps; it needs "
+                         f"one (batched) call per step, as StableDiffusion / PixArt / SD3 pipelines make.")
+    return [_guided(x, y, guidance_scale) for x, y in records]
+
+
+def calibrate(pipe: Any, stats: GaussianStats, prompts: list[str], num_inference_steps: int,
+              guidance_scale: float, threshold: float = DEFAULT_THRESHOLD, seed: int = 0, **call_kwargs) -> Calibration:
+    """Compare the model's guided x0-prediction with the Gaussian posterior mean along a full run.
+
+    Explained variance per step: 1 - sum |x0_model - x0_gauss|^2 / sum |x0_model - mean_batch(x0_model)|^2,
+    on the trajectory the pipeline itself takes. The Gaussian is the unconditional (marginal) fit, and it is
+    compared with the *guided* prediction the sampler actually uses, so a high value means guidance changes
+    nothing the Gaussian does not already predict there.
+    """
+    steps = guided_trajectory(pipe, prompts, num_inference_steps, guidance_scale, seed, **call_kwargs)
+    fr = frames(pipe.scheduler, num_inference_steps)
+    ptype, ev = prediction_type(pipe.scheduler), []
+    for i, (x, pred) in enumerate(steps):
+        _, a_in, s_in = fr.model_frame(i)
+        x0_model = to_x0(pred, x, a_in, s_in, ptype).flatten(1)
+        x0_gauss = gaussian_x0(stats, x, (a_in, s_in)).flatten(1)
+        resid = (x0_model - x0_gauss).pow(2).sum()
+        total = (x0_model - x0_model.mean(0)).pow(2).sum()
+        ev.append(float(1 - resid / total))
+    log.info("calibration explained variance per step: %s", [round(v, 4) for v in ev])
+    return Calibration([float(t) for t in fr.timesteps], ev, threshold)
