@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .analytic import GaussianSkip, GaussianStats
+from .analytic_fit import BRANCHES, calibrate
 from .eval.classifier import ClassifierFeatures
 from .eval.fashion import clip_score, load_pipeline, pipeline_kwargs, real_reference
 from .eval.fid import make_fid
@@ -18,7 +19,7 @@ from .eval.fidelity import psnr
 from .pipeline import DiffSkipPipeline
 from .zoo.data import eval_prompts, to_uint8
 
-__all__ = ["CurveConfig", "SCHEDULERS", "generate_skipped", "run_curve"]
+__all__ = ["CurveConfig", "SCHEDULERS", "generate_skipped", "run_calibration", "run_curve"]
 log = logging.getLogger(__name__)
 SCHEDULERS = {"ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler",
               "unipc": "UniPCMultistepScheduler"}
@@ -107,3 +108,19 @@ def run_curve(cfg: CurveConfig, root: Path, out_json: Path) -> dict:
         log.info("%s %s: %s", cfg.key, name, done[name])
         out_json.write_text(json.dumps(results, indent=1))
     return done
+
+
+def run_calibration(cfg: CurveConfig, root: Path, out_json: Path, per_class: int = 2) -> dict:
+    """Record the explained variance per step (guided, uncond, cond branches) and the trajectory diagnostic."""
+    results = json.loads(out_json.read_text()) if out_json.exists() else {}
+    pipe = _with_scheduler(load_pipeline(root / Path(cfg.pipeline).name), cfg.scheduler)
+    stats = GaussianStats.load(root / Path(cfg.pipeline).name)
+    prompts, _ = eval_prompts(per_class, seed=1)  # other prompts than the curve's
+    entry = {"n_prompts": len(prompts), "guidance": cfg.guidance}
+    for branch in BRANCHES:
+        cal = calibrate(pipe, stats, prompts, cfg.steps, cfg.guidance, branch=branch, **pipeline_kwargs(pipe))
+        entry["timesteps"], entry["trajectory_ev"] = cal.timesteps, cal.trajectory_ev
+        entry[f"ev_{branch}"] = cal.explained_variance
+    results[cfg.key] = entry
+    out_json.write_text(json.dumps(results, indent=1))
+    return entry

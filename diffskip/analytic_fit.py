@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from .analytic import GaussianSkip, GaussianStats, gaussian_x0
-from .sigmas import frames, prediction_type, to_x0
+from .analytic import GaussianSkip, GaussianStats, gaussian_jump, gaussian_x0
+from .sigmas import frames, from_x0, prediction_type
 
 __all__ = ["Calibration", "calibrate", "encode_images", "fit_from_images", "fit_from_samples", "guided_trajectory",
            "load_image_folder"]
@@ -71,11 +71,16 @@ def _vae_meta(vae: Any) -> dict:
 
 @dataclass
 class Calibration:
-    """Explained variance of the model's x0-prediction by the Gaussian one at each step of a schedule."""
+    """Explained variance of the model's prediction by the Gaussian one at each step of a schedule.
+
+    `trajectory_ev[k]` is a diagnostic: how well the Gaussian jump from step 0 to step k explains the latents the
+    model's own run reaches at step k (same noise).
+    """
 
     timesteps: list[float]
     explained_variance: list[float]
     threshold: float
+    trajectory_ev: list[float] | None = None
 
     @property
     def steps(self) -> int:
@@ -101,20 +106,25 @@ def _capture(denoiser: torch.nn.Module, records: list) -> Any:
     return denoiser.register_forward_hook(hook, with_kwargs=True)
 
 
-def _guided(x: torch.Tensor, y: torch.Tensor, guidance_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the batch's latents and the guided prediction (diffusers' [uncond, cond] batch convention)."""
-    c = x.shape[1]
-    y = y[:, :c]  # learned-sigma models (PixArt) append variance channels
-    if guidance_scale > 1:  # do_classifier_free_guidance in StableDiffusion / PixArt / SD3
-        (xu, _), (u, cond) = x.chunk(2), y.chunk(2)
-        return xu, u + guidance_scale * (cond - u)
-    return x, y
+BRANCHES = ("guided", "uncond", "cond")
+
+
+def _branch(x: torch.Tensor, y: torch.Tensor, guidance_scale: float, branch: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the batch's latents and one prediction (diffusers' [uncond, cond] CFG batch convention)."""
+    y = y[:, : x.shape[1]]  # learned-sigma models (PixArt) append variance channels
+    if guidance_scale <= 1:  # no classifier-free guidance: one conditional pass
+        return x, y
+    (xu, _), (u, cond) = x.chunk(2), y.chunk(2)
+    return xu, {"guided": u + guidance_scale * (cond - u), "uncond": u, "cond": cond}[branch]
 
 
 @torch.no_grad()
 def guided_trajectory(pipe: Any, prompts: list[str], num_inference_steps: int, guidance_scale: float, seed: int = 0,
-                      denoiser: str | None = None, **call_kwargs) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Run the pipeline once and return, per step, the denoiser input latents and the guided prediction."""
+                      denoiser: str | None = None, branch: str = "guided",
+                      **call_kwargs) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Run the pipeline once and return, per step, the denoiser input latents and the `branch` prediction."""
+    if branch not in BRANCHES:
+        raise ValueError(f"branch {branch!r} unknown; allowed: {BRANCHES}.")
     model = getattr(pipe, denoiser) if denoiser else getattr(pipe, "transformer", None) or pipe.unet
     records: list = []
     handle = _capture(model, records)
@@ -126,27 +136,32 @@ def guided_trajectory(pipe: Any, prompts: list[str], num_inference_steps: int, g
     if len(records) != num_inference_steps:
         raise ValueError(f"calibration saw {len(records)} denoiser calls for {num_inference_steps} steps; it needs "
                          f"one (batched) call per step, as StableDiffusion / PixArt / SD3 pipelines make.")
-    return [_guided(x, y, guidance_scale) for x, y in records]
+    return [_branch(x, y, guidance_scale, branch) for x, y in records]
+
+
+def explained_variance(target: torch.Tensor, estimate: torch.Tensor) -> float:
+    """Return 1 - sum |target - estimate|^2 / sum |target - mean_batch(target)|^2 over a batch (B, ...)."""
+    t, e = target.flatten(1), estimate.flatten(1)
+    return float(1 - (t - e).pow(2).sum() / (t - t.mean(0)).pow(2).sum())
 
 
 def calibrate(pipe: Any, stats: GaussianStats, prompts: list[str], num_inference_steps: int,
-              guidance_scale: float, threshold: float = DEFAULT_THRESHOLD, seed: int = 0, **call_kwargs) -> Calibration:
-    """Compare the model's guided x0-prediction with the Gaussian posterior mean along a full run.
+              guidance_scale: float, threshold: float = DEFAULT_THRESHOLD, seed: int = 0, branch: str = "guided",
+              **call_kwargs) -> Calibration:
+    """Compare the model's guided prediction with the exact Gaussian one, in the model's parameterisation.
 
-    Explained variance per step: 1 - sum |x0_model - x0_gauss|^2 / sum |x0_model - mean_batch(x0_model)|^2,
-    on the trajectory the pipeline itself takes. The Gaussian is the unconditional (marginal) fit, and it is
+    Explained variance per step, on the trajectory the pipeline itself takes (Wang & Vastola's measure of how much
+    of the learned score the Gaussian accounts for). The Gaussian is the unconditional (marginal) fit, and it is
     compared with the *guided* prediction the sampler actually uses, so a high value means guidance changes
-    nothing the Gaussian does not already predict there.
+    nothing the Gaussian does not already predict there. `branch="uncond"` compares the unconditional pass instead.
     """
-    steps = guided_trajectory(pipe, prompts, num_inference_steps, guidance_scale, seed, **call_kwargs)
+    steps = guided_trajectory(pipe, prompts, num_inference_steps, guidance_scale, seed, branch=branch, **call_kwargs)
     fr = frames(pipe.scheduler, num_inference_steps)
-    ptype, ev = prediction_type(pipe.scheduler), []
+    ptype, ev, traj = prediction_type(pipe.scheduler), [], []
+    x_start, frame0 = steps[0][0], fr.model_frame(0)[1:]
     for i, (x, pred) in enumerate(steps):
-        _, a_in, s_in = fr.model_frame(i)
-        x0_model = to_x0(pred, x, a_in, s_in, ptype).flatten(1)
-        x0_gauss = gaussian_x0(stats, x, (a_in, s_in)).flatten(1)
-        resid = (x0_model - x0_gauss).pow(2).sum()
-        total = (x0_model - x0_model.mean(0)).pow(2).sum()
-        ev.append(float(1 - resid / total))
+        frame = fr.model_frame(i)[1:]
+        ev.append(explained_variance(pred, from_x0(gaussian_x0(stats, x, frame), x.double(), *frame, ptype)))
+        traj.append(explained_variance(x, gaussian_jump(stats, x_start, frame0, frame)))
     log.info("calibration explained variance per step: %s", [round(v, 4) for v in ev])
-    return Calibration([float(t) for t in fr.timesteps], ev, threshold)
+    return Calibration([float(t) for t in fr.timesteps], ev, threshold, traj)

@@ -5,7 +5,8 @@ import copy
 
 import torch
 
-__all__ = ["UnsupportedSchedulerError", "Frames", "family", "frames", "tail_scheduler", "to_x0"]
+__all__ = ["UnsupportedSchedulerError", "Frames", "family", "frames", "from_x0", "prediction_type", "tail_scheduler",
+           "to_x0"]
 
 # Where a scheduler's latents live (x = a x0 + s eps):
 #   "vp"      DDPM-style alpha-bar read at the step's timestep: a = sqrt(abar_t), s = sqrt(1 - abar_t)
@@ -111,6 +112,15 @@ def to_x0(pred: torch.Tensor, x_in: torch.Tensor, a_in: float, s_in: float, pred
     if prediction_type == "sample":
         return pred
     raise ValueError(f"prediction_type {prediction_type!r} unknown; allowed: epsilon, v_prediction, flow, sample.")
+
+
+def from_x0(x0: torch.Tensor, x_in: torch.Tensor, a_in: float, s_in: float, prediction_type: str) -> torch.Tensor:
+    """Express a clean-data prediction in a model's parameterisation (the inverse of `to_x0`)."""
+    eps = (x_in - a_in * x0) / s_in
+    table = {"epsilon": eps, "v_prediction": a_in * eps - s_in * x0, "flow": eps - x0, "sample": x0}
+    if prediction_type not in table:
+        raise ValueError(f"prediction_type {prediction_type!r} unknown; allowed: {sorted(table)}.")
+    return table[prediction_type]
 
 
 def prediction_type(scheduler) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from diffskip.analytic_curve import SCHEDULERS, CurveConfig, run_curve
+from diffskip.analytic_curve import SCHEDULERS, CurveConfig, run_calibration, run_curve
 
 
 def main() -> None:
@@ -27,6 +27,8 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path("pipelines"))
     p.add_argument("--out", type=Path, default=Path("docs/analytic_curve.json"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--calibrate", type=Path, default=None,
+                   help="instead of the curve, write the per-step explained variance to this JSON")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -34,7 +36,10 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     cfg = CurveConfig(args.pipeline, args.scheduler, args.steps, tuple(args.skips), args.n_images, args.guidance,
                       tuple(args.spread_seeds))
-    run_curve(cfg, args.root, args.out)
+    if args.calibrate:
+        run_calibration(cfg, args.root, args.calibrate)
+    else:
+        run_curve(cfg, args.root, args.out)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import torch
 
 from diffskip.analytic import GaussianSkip, GaussianStats, gaussian_jump, gaussian_x0
 from diffskip.analytic_fit import Calibration, fit_from_images
-from diffskip.sigmas import to_x0
+from diffskip.sigmas import from_x0, to_x0
 
 
 def stats(d=12, r=4, residual=0.03, seed=0):
@@ -33,19 +33,13 @@ FAMILIES = {  # name: (frame and derivatives at time u, u_start, u_end, predicti
 }
 
 
-def prediction(st, x, a, s, ptype):
-    """The exact Gaussian denoiser expressed in the model's parameterisation."""
-    x0 = gaussian_x0(st, x, (a, s))
-    eps = (x - a * x0) / s
-    return {"epsilon": eps, "v_prediction": a * eps - s * x0, "flow": eps - x0, "sample": x0}[ptype]
-
-
 def ode_solve(st, x, frame, u0, u1, ptype, n=3000):
     """RK4 on the DDIM form dx/du = a'(u) x0_hat + s'(u) eps_hat, x0_hat read from the prediction."""
 
     def f(u, x):
         a, s, da, ds = frame(u)
-        x0 = to_x0(prediction(st, x, a, s, ptype), x, a, s, ptype)
+        pred = from_x0(gaussian_x0(st, x, (a, s)), x, a, s, ptype)  # the exact Gaussian model's output
+        x0 = to_x0(pred, x, a, s, ptype)
         return da * x0 + ds * (x - a * x0) / s
 
     h = (u1 - u0) / n
@@ -140,3 +134,22 @@ def test_fit_from_images_uses_scaled_posterior_samples():
     assert st.shape == (4, 8, 8) and st.meta["scaling_factor"] == k and st.residual == 0.0
     assert abs(float(st.eigvals.sum()) / total - 1) < 0.05
     assert float((st.mean - mean.mean(0)).abs().max()) < 5 * float(var.mean().sqrt()) / 200**0.5
+
+
+def test_fit_gaussian_command_on_an_image_folder(tmp_path, capsys):
+    from PIL import Image
+
+    from diffskip.cli import main
+    from diffskip.testing import tiny_pipeline
+
+    tiny_pipeline("sd").save_pretrained(tmp_path / "pipe")
+    (tmp_path / "imgs").mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(12):
+        arr = torch.randint(0, 256, (16, 16, 3), dtype=torch.uint8, generator=g).numpy()
+        Image.fromarray(arr).save(tmp_path / "imgs" / f"{i}.png")
+    main(["fit-gaussian", "--model", str(tmp_path / "pipe"), "--images", str(tmp_path / "imgs"), "--rank", "4",
+          "--out", str(tmp_path / "g")])
+    st = GaussianStats.load(tmp_path / "g")
+    assert st.rank == 4 and st.shape == (4, 8, 8) and st.meta["n_samples"] == 12 and st.meta["source"] == "images"
+    assert "fitted 12 latents (4, 8, 8) rank 4" in capsys.readouterr().out

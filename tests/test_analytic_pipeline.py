@@ -149,5 +149,10 @@ def test_calibration_compares_against_the_guided_prediction(sd, stats):
         assert torch.allclose(fr.a[i + 1] * x0 + fr.s[i + 1] * eps, x_next, atol=1e-4)
     cal1 = calibrate(sd, stats, ["a red shoe", "a bag"], n, 1.0, threshold=0.5, height=16, width=16)
     cal3 = calibrate(sd, stats, ["a red shoe", "a bag"], n, 3.0, threshold=0.5, height=16, width=16)
+    unc = calibrate(sd, stats, ["a red shoe", "a bag"], n, 3.0, threshold=0.5, branch="uncond", height=16, width=16)
     assert len(cal3.explained_variance) == n and cal3.explained_variance != cal1.explained_variance
+    assert unc.explained_variance != cal3.explained_variance and unc.trajectory_ev == cal3.trajectory_ev
+    assert cal3.trajectory_ev[0] == pytest.approx(1.0)  # a jump of zero steps is the identity
     assert 0 <= cal3.steps < n and cal3.skip(stats).steps == cal3.steps
+    with pytest.raises(ValueError, match="branch"):
+        calibrate(sd, stats, ["a"], n, 3.0, branch="negative", height=16, width=16)
