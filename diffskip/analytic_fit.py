@@ -15,7 +15,8 @@ __all__ = ["Calibration", "calibrate", "encode_images", "fit_from_images", "fit_
            "load_image_folder"]
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-DEFAULT_THRESHOLD = 0.9  # explained variance the Gaussian must keep for a step to be skipped
+# explained variance the Gaussian must keep; measured on the embedded models (docs/analytic.md)
+DEFAULT_THRESHOLDS = {"trajectory": 0.95, "prediction": 0.99}
 
 
 def load_image_folder(folder: str | Path, size: int) -> torch.Tensor:
@@ -71,22 +72,39 @@ def _vae_meta(vae: Any) -> dict:
 
 @dataclass
 class Calibration:
-    """Explained variance of the model's prediction by the Gaussian one at each step of a schedule.
+    """Agreement of the Gaussian with the model at each step of a schedule, and the jump point it implies.
 
-    `trajectory_ev[k]` is a diagnostic: how well the Gaussian jump from step 0 to step k explains the latents the
-    model's own run reaches at step k (same noise).
+    `explained_variance[i]`: how much of the model's (guided) prediction at step i the exact Gaussian prediction
+    explains, in the model's own parameterisation. `trajectory_ev[k]`: how much of the latents the model's own
+    run reaches at step k the Gaussian jump from step 0 explains (same noise). `criterion` picks which one sets
+    the jump point; `threshold` is the knob (None: the measured default for that criterion).
     """
 
     timesteps: list[float]
     explained_variance: list[float]
-    threshold: float
+    threshold: float | None = None
     trajectory_ev: list[float] | None = None
+    criterion: str = "trajectory"
+
+    def __post_init__(self) -> None:
+        if self.criterion not in DEFAULT_THRESHOLDS:
+            raise ValueError(f"criterion {self.criterion!r} unknown; allowed: {sorted(DEFAULT_THRESHOLDS)}.")
+        if self.criterion == "trajectory" and self.trajectory_ev is None:
+            raise ValueError("criterion 'trajectory' needs trajectory_ev; pass it or use criterion='prediction'.")
+        if self.threshold is None:
+            self.threshold = DEFAULT_THRESHOLDS[self.criterion]
 
     @property
     def steps(self) -> int:
-        """The number of leading steps whose explained variance stays >= threshold: the jump point."""
-        k = 0
-        while k < len(self.explained_variance) - 1 and self.explained_variance[k] >= self.threshold:
+        """The jump point: the deepest step up to which agreement stays >= threshold (at least one step is left)."""
+        n = len(self.explained_variance)
+        if self.criterion == "prediction":  # steps 0..k-1 replaced: each of their predictions must agree
+            k = 0
+            while k < n - 1 and self.explained_variance[k] >= self.threshold:
+                k += 1
+            return k
+        k = 0  # land on step k: the jump to every step up to k must agree
+        while k + 1 < n and self.trajectory_ev[k + 1] >= self.threshold:
             k += 1
         return k
 
@@ -146,8 +164,8 @@ def explained_variance(target: torch.Tensor, estimate: torch.Tensor) -> float:
 
 
 def calibrate(pipe: Any, stats: GaussianStats, prompts: list[str], num_inference_steps: int,
-              guidance_scale: float, threshold: float = DEFAULT_THRESHOLD, seed: int = 0, branch: str = "guided",
-              **call_kwargs) -> Calibration:
+              guidance_scale: float, threshold: float | None = None, seed: int = 0, branch: str = "guided",
+              criterion: str = "trajectory", **call_kwargs) -> Calibration:
     """Compare the model's guided prediction with the exact Gaussian one, in the model's parameterisation.
 
     Explained variance per step, on the trajectory the pipeline itself takes (Wang & Vastola's measure of how much
@@ -164,4 +182,4 @@ def calibrate(pipe: Any, stats: GaussianStats, prompts: list[str], num_inference
         ev.append(explained_variance(pred, from_x0(gaussian_x0(stats, x, frame), x.double(), *frame, ptype)))
         traj.append(explained_variance(x, gaussian_jump(stats, x_start, frame0, frame)))
     log.info("calibration explained variance per step: %s", [round(v, 4) for v in ev])
-    return Calibration([float(t) for t in fr.timesteps], ev, threshold, traj)
+    return Calibration([float(t) for t in fr.timesteps], ev, threshold, traj, criterion)

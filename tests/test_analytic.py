@@ -111,10 +111,18 @@ def test_invalid_stats_and_skip_raise():
 
 
 def test_calibration_picks_deepest_step_above_threshold():
-    cal = Calibration([999.0, 800.0, 600.0, 400.0, 200.0], [0.99, 0.97, 0.95, 0.6, 0.99], threshold=0.95)
+    ts, ev = [999.0, 800.0, 600.0, 400.0, 200.0], [0.99, 0.97, 0.95, 0.6, 0.99]
+    cal = Calibration(ts, ev, 0.95, criterion="prediction")
     assert cal.steps == 3  # steps 0-2 agree; the later recovery at step 4 does not count
-    assert Calibration(cal.timesteps, cal.explained_variance, 0.999).steps == 0
-    assert Calibration(cal.timesteps, [1.0] * 5, 0.5).steps == 4  # always leaves the last step to the model
+    assert Calibration(ts, ev, 0.999, criterion="prediction").steps == 0
+    assert Calibration(ts, [1.0] * 5, 0.5, criterion="prediction").steps == 4  # the last step stays with the model
+    traj = [1.0, 0.99, 0.96, 0.9, 0.97]
+    assert Calibration(ts, ev, 0.95, traj).steps == 2  # land on the deepest step before the first miss
+    assert Calibration(ts, ev, None, traj).threshold == 0.95 and Calibration(ts, ev, 0.999, traj).steps == 0
+    with pytest.raises(ValueError, match="criterion"):
+        Calibration(ts, ev, 0.9, traj, criterion="fid")
+    with pytest.raises(ValueError, match="trajectory_ev"):
+        Calibration(ts, ev, 0.9)
 
 
 def test_fit_from_images_uses_scaled_posterior_samples():
