@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["accepted_skip", "calibration_plot", "curve_plot", "curve_table", "load_curves"]
+__all__ = ["accepted_skip", "calibration_plot", "curve_plot", "curve_table", "image_grid", "load_curves"]
 
 
 def load_curves(paths: list[Path]) -> dict:
@@ -91,3 +91,21 @@ def calibration_plot(calib: dict, path: Path) -> None:
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def image_grid(image_files: list[Path], path: Path, per_row: int = 10, cell: int = 64) -> None:
+    """Save one row per image set (uint8 .pt from run_curve): one image per class, nearest-neighbour upscaled."""
+    import torch
+    from PIL import Image
+
+    rows = []
+    for f in image_files:
+        images = torch.load(f)
+        step = len(images) // per_row
+        rows.append(images[::step][:per_row])
+    out = Image.new("RGB", (per_row * cell, len(rows) * cell))
+    for r, imgs in enumerate(rows):
+        for c, im in enumerate(imgs):
+            tile = Image.fromarray(im.permute(1, 2, 0).numpy()).resize((cell, cell), Image.NEAREST)
+            out.paste(tile, (c * cell, r * cell))
+    out.save(path)

