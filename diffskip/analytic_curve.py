@@ -47,7 +47,9 @@ def _with_scheduler(pipe: Any, name: str) -> Any:
 
     if name not in SCHEDULERS:
         raise ValueError(f"scheduler {name!r} unknown; allowed: {sorted(SCHEDULERS)}.")
-    pipe.scheduler = getattr(diffusers, SCHEDULERS[name]).from_config(pipe.scheduler.config)
+    # DDIM's defaults clip x0 to [-1, 1] (pixel-space); latents are not bounded, so clipping stays off as in SD
+    extra = {"clip_sample": False, "set_alpha_to_one": False} if name == "ddim" else {}
+    pipe.scheduler = getattr(diffusers, SCHEDULERS[name]).from_config(pipe.scheduler.config, **extra)
     return pipe
 
 
