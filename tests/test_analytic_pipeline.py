@@ -156,3 +156,15 @@ def test_calibration_compares_against_the_guided_prediction(sd, stats):
     assert 0 <= cal3.steps < n and cal3.skip(stats).steps == cal3.steps
     with pytest.raises(ValueError, match="branch"):
         calibrate(sd, stats, ["a"], n, 3.0, branch="negative", height=16, width=16)
+
+
+def test_fit_from_samples_uses_the_pipelines_final_latents(sd):
+    from diffskip.analytic_fit import fit_from_samples
+
+    sd.scheduler = d.DDIMScheduler.from_config(sd.scheduler.config)
+    prompts = ["a red shoe", "a bag", "a coat", "a dress"]
+    st = fit_from_samples(sd, prompts, rank=3, steps=3, batch_size=2, guidance_scale=G, height=16, width=16)
+    lat = torch.cat([sd(prompts[i:i + 2], num_inference_steps=3, generator=torch.Generator().manual_seed(i),
+                        guidance_scale=G, height=16, width=16, output_type="latent").images for i in (0, 2)])
+    assert st.meta["source"] == "samples" and st.meta["n_samples"] == 4 and st.rank == 3
+    assert torch.allclose(st.mean, lat.double().flatten(1).mean(0), atol=1e-6)
