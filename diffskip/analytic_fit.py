@@ -16,7 +16,7 @@ __all__ = ["Calibration", "calibrate", "encode_images", "fit_from_images", "fit_
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # explained variance the Gaussian must keep; measured on the embedded models (docs/analytic.md)
-DEFAULT_THRESHOLDS = {"trajectory": 0.95, "prediction": 0.99}
+DEFAULT_THRESHOLDS = {"trajectory": 0.93, "prediction": 0.99}
 
 
 def load_image_folder(folder: str | Path, size: int) -> torch.Tensor:

@@ -118,7 +118,7 @@ def test_calibration_picks_deepest_step_above_threshold():
     assert Calibration(ts, [1.0] * 5, 0.5, criterion="prediction").steps == 4  # the last step stays with the model
     traj = [1.0, 0.99, 0.96, 0.9, 0.97]
     assert Calibration(ts, ev, 0.95, traj).steps == 2  # land on the deepest step before the first miss
-    assert Calibration(ts, ev, None, traj).threshold == 0.95 and Calibration(ts, ev, 0.999, traj).steps == 0
+    assert Calibration(ts, ev, None, traj).threshold == 0.93 and Calibration(ts, ev, 0.999, traj).steps == 0
     with pytest.raises(ValueError, match="criterion"):
         Calibration(ts, ev, 0.9, traj, criterion="fid")
     with pytest.raises(ValueError, match="trajectory_ev"):
