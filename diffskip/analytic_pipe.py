@@ -44,13 +44,15 @@ def _bound(pipe: Any, args: tuple, kwargs: dict) -> dict:
 
 def _latent_shape(pipe: Any, call: dict, denoiser: torch.nn.Module) -> tuple[int, ...]:
     """Return (B, C, H, W) of the initial latents the pipeline would draw for this call."""
-    prompt = call.get("prompt")
+    prompt, embeds = call.get("prompt"), call.get("prompt_embeds")
     if isinstance(prompt, str):
         batch = 1
     elif prompt is not None:
         batch = len(prompt)
+    elif embeds is not None:
+        batch = len(embeds)
     else:
-        batch = len(call["prompt_embeds"])
+        raise ValueError(f"{type(pipe).__name__}: pass `prompt` or `prompt_embeds` so the batch size is known.")
     batch *= call.get("num_images_per_prompt") or 1
     cfg, vsf = denoiser.config, pipe.vae_scale_factor
     height = call.get("height") or cfg.sample_size * vsf
@@ -106,10 +108,11 @@ def skipping(pipe: Any, skip: GaussianSkip, denoiser: torch.nn.Module, args: tup
     if skip.steps == 0:
         yield kw
         return
-    original = sched.__dict__.get("set_timesteps")
+    original = sched.__dict__.get("set_timesteps")  # an instance-level override someone else installed
+    inner = original or type(sched).set_timesteps.__get__(sched)
 
     def set_timesteps(*a, **k):
-        type(sched).set_timesteps(sched, *a, **k) if original is None else original(*a, **k)
+        inner(*a, **k)
         tail_scheduler(sched, skip.steps)
 
     sched.set_timesteps = set_timesteps
