@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .adapters import Adapter, UnsupportedModelError, register
+from .analytic import GaussianSkip, GaussianStats
 from .hooks import attach, detach
 from .pipeline import DiffSkipPipeline
 from .policy import Interval, Mask, Never, Policy, Threshold, Uniform, parse
@@ -9,4 +10,4 @@ from .session import session
 
 __version__ = "0.1.0"
 __all__ = ["DiffSkipPipeline", "attach", "detach", "session", "register", "Adapter", "parse", "Policy", "Never",
-           "Interval", "Uniform", "Threshold", "Mask", "UnsupportedModelError"]
+           "Interval", "Uniform", "Threshold", "Mask", "UnsupportedModelError", "GaussianSkip", "GaussianStats"]

@@ -12,6 +12,7 @@ COMMANDS = {
     "generate": ("generate", "render a prompt grid, or every row of a prompt file (--prompts), with a caching policy"),
     "eval": ("eval", "FID/KID, CLIP score and PSNR/SSIM of a folder of generated images"),
     "bench": ("bench", "benchmark diffskip and its peers on the embedded pipelines"),
+    "fit-gaussian": ("fit_gaussian", "fit the Gaussian latent statistics for analytic step skipping"),
 }
 
 

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from . import hooks
+from .analytic import GaussianSkip
+from .analytic_pipe import skipping
 from .policy import Policy, parse
 from .session import session
 from .stats import Stats
@@ -48,9 +50,12 @@ class DiffSkipPipeline:
         denoiser: the component to accelerate, when it is not `transformer` / `unet`.
         count_flops: measure executed vs full denoiser FLOPs into `last_stats` (torch FlopCounterMode once
             per input shape, then counting executed units).
+        skip: a `GaussianSkip` replacing the first steps with the Gaussian closed-form jump (analytic
+            teleportation); `last_stats.skipped_steps` reports them beside the policy's reuse.
     """
 
-    def __init__(self, pipe: Any, policy: Policy | str, denoiser: str | None = None, count_flops: bool = True):
+    def __init__(self, pipe: Any, policy: Policy | str = "never", denoiser: str | None = None,
+                 count_flops: bool = True, skip: GaussianSkip | None = None):
         self.__dict__["pipe"] = pipe  # set first: __getattr__ falls through to it
         self.policy = parse(policy)
         self.denoiser_name = denoiser or next((n for n in DENOISERS if isinstance(getattr(pipe, n, None), nn.Module)),
@@ -64,29 +69,38 @@ class DiffSkipPipeline:
                 f"denoiser='<component name>' naming an nn.Module registered with diffskip.register().")
         self.denoiser = hooks.attach(model)
         self.count_flops = count_flops
+        if skip is not None and not isinstance(skip, GaussianSkip):
+            raise TypeError(f"skip must be a diffskip.GaussianSkip or None, got {type(skip).__name__}.")
+        self.skip = skip
         self.last_stats: Stats | None = None
 
     @classmethod
-    def from_pretrained(cls, path: str, policy: Policy | str, denoiser: str | None = None,
-                        **kwargs) -> DiffSkipPipeline:
+    def from_pretrained(cls, path: str, policy: Policy | str = "never", denoiser: str | None = None,
+                        skip: GaussianSkip | None = None, **kwargs) -> DiffSkipPipeline:
         """Load any diffusers pipeline (`DiffusionPipeline.from_pretrained(path, **kwargs)`) and wrap it."""
         from diffusers import DiffusionPipeline
 
         pipe = DiffusionPipeline.from_pretrained(path, **kwargs)
         _maybe_xformers(pipe)
-        return cls(pipe, policy, denoiser=denoiser)
+        return cls(pipe, policy, denoiser=denoiser, skip=skip)
 
     @classmethod
-    def from_pipe(cls, pipe: Any, policy: Policy | str, denoiser: str | None = None) -> DiffSkipPipeline:
+    def from_pipe(cls, pipe: Any, policy: Policy | str = "never", denoiser: str | None = None,
+                  skip: GaussianSkip | None = None) -> DiffSkipPipeline:
         """Wrap an existing pipeline; it keeps running unaccelerated when called directly."""
-        return cls(pipe, policy, denoiser=denoiser)
+        return cls(pipe, policy, denoiser=denoiser, skip=skip)
 
     def __call__(self, *args, **kwargs):
         """Call the wrapped pipeline with the policy active on its denoiser; stats go to `last_stats`."""
         sched = getattr(self.pipe, "scheduler", None)
         with session(self.denoiser, self.policy, num_steps=lambda t: _remaining_steps(sched, t),
                      count_flops=self.count_flops) as s:
-            out = self.pipe(*args, **kwargs)
+            if self.skip is None:
+                out = self.pipe(*args, **kwargs)
+            else:
+                with skipping(self.pipe, self.skip, self.denoiser, args, kwargs) as kw:
+                    out = self.pipe(*args, **kw)
+                s.stats.skipped_steps = self.skip.steps
         self.last_stats = s.stats
         return out
 
@@ -104,7 +118,9 @@ class DiffSkipPipeline:
         return getattr(self.__dict__["pipe"], name)
 
     def __repr__(self) -> str:
-        return f"DiffSkipPipeline({type(self.pipe).__name__}, policy={self.policy}, denoiser={self.denoiser_name})"
+        skip = f", skip={self.skip}" if self.skip is not None else ""
+        return (f"DiffSkipPipeline({type(self.pipe).__name__}, policy={self.policy}, "
+                f"denoiser={self.denoiser_name}{skip})")
 
 
 def _maybe_xformers(pipe: Any) -> None:

@@ -25,6 +25,7 @@ class Stats:
     num_units: int
     skippable: int
     calls: list[CallRecord] = field(default_factory=list)
+    skipped_steps: int = 0  # leading steps replaced by the analytic Gaussian jump (no denoiser call)
 
     def add(self, rec: CallRecord) -> None:
         self.calls.append(rec)
@@ -61,10 +62,11 @@ class Stats:
         """Return a JSON-ready summary with per-call records."""
         return {"steps": self.steps, "units": self.num_units, "skippable_units": self.skippable,
                 "computed": self.computed, "reused": self.reused, "flops_fraction": self.flops_fraction,
-                "per_branch": self.per_branch(), "calls": [asdict(c) for c in self.calls]}
+                "per_branch": self.per_branch(), "skipped_steps": self.skipped_steps, "calls": [asdict(c) for c in self.calls]}
 
     def __str__(self) -> str:
         f = self.flops_fraction
         frac = "n/a" if f is None else f"{f:.3f}"
-        return (f"steps={self.steps} calls={len(self.calls)} computed={self.computed} reused={self.reused} "
+        skip = f"skipped_steps={self.skipped_steps} " if self.skipped_steps else ""
+        return (f"{skip}steps={self.steps} calls={len(self.calls)} computed={self.computed} reused={self.reused} "
                 f"(skippable units {self.skippable} of {self.num_units}) denoiser_flops_fraction={frac}")
