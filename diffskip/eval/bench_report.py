@@ -28,6 +28,9 @@ def dominance(rows: dict[str, dict], spread: float) -> dict[str, str]:
     for m, r in rows.items():
         if m.startswith(("diffskip/", "none")) or "error" in r:
             continue
+        if r["flops_fraction"] > 0.999:  # skipped nothing: the baseline itself matches it
+            verdict[m] = "skips nothing (= baseline)"
+            continue
         wins = [o for o, q in ours.items() if q["flops_fraction"] <= r["flops_fraction"] + 1e-9
                 and q["fd"] <= r["fd"] + spread and q["psnr"] >= r["psnr"]]
         best = min(wins, key=lambda o: ours[o]["flops_fraction"]) if wins else None

@@ -4,7 +4,8 @@ from __future__ import annotations
 DIFFSKIP = ["interval:every=2", "interval:every=3", "interval:every=5", "uniform:speedup=2", "uniform:speedup=3",
             "threshold:threshold=0.1", "threshold:threshold=0.2",
             "interval:every=2,forecast=1", "interval:every=3,forecast=1", "interval:every=4,forecast=1",
-            "uniform:speedup=2,forecast=1", "uniform:speedup=3,forecast=1", "threshold:threshold=0.2,forecast=1"]
+            "uniform:speedup=2,forecast=1", "uniform:speedup=3,forecast=1", "threshold:threshold=0.2,forecast=1",
+            "interval:every=2,end=16,forecast=1"]
 
 
 def default_methods(kind: str, steps: int) -> list[str]:
