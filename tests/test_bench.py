@@ -101,3 +101,15 @@ def test_diffusers_hook_state_is_reset_between_pipeline_calls():
     second = run(PROMPTS[:1], generator=torch.Generator().manual_seed(1), **kw).images
     fresh = apply_method(load_pipeline(pix), "fbc/threshold=0.2", 4)
     assert torch.equal(second, fresh(PROMPTS[:1], generator=torch.Generator().manual_seed(1), **kw).images)
+
+
+def test_interleaved_retiming_updates_every_finished_method(tmp_path):
+    feats = TinyFeatures()
+    real = torch.randint(0, 255, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    ref = reference_stats(feats, real, tmp_path / "cache", "toy")
+    cfg = BenchConfig(pipeline="fashion-sd", steps=2, methods=["none", "diffskip/interval:every=2", "fbc/threshold=0.05"],
+                      n=2, batch=2, timing_batch=2, repeats=2)
+    res = run_bench(cfg, lambda: load_pipeline(SD), PROMPTS, feats, ref, tmp_path / "run", retime=True)
+    pts = res["points"]
+    assert [pts[m].get("timing") for m in cfg.methods] == ["interleaved", "interleaved", None]
+    assert pts["none"]["repeats"] == 2 and pts["none"]["denoiser_seconds"] > 0

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (median)")
     p.add_argument("--timing-batch", type=int, default=8)
     p.add_argument("--retime", action="store_true",
-                   help="re-measure only the wall-clock of finished points (run on a quiet machine)")
+                   help="re-measure the wall-clock of every finished point, round-robin across methods")
     p.add_argument("--out", default="out/bench", help="resumable raw results and images")
     p.add_argument("--docs", default="docs", help="where the report section, JSON and plots go")
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -82,24 +84,17 @@ def _timed(run: Callable, meter: DenoiserMeter, prompts: list[str], cfg: BenchCo
                       meter, cfg.repeats)
 
 
-def measure_method(load: Callable[[], Any], method: str, prompts: list[str], cfg: BenchConfig,
-                   images: bool = True) -> dict:
-    """Generate `prompts` with `method` on a fresh pipeline: images, executed FLOPs, timed median calls.
-
-    With images=False only the timing is measured (a re-timing pass on a quiet machine).
-    """
+def measure_method(load: Callable[[], Any], method: str, prompts: list[str], cfg: BenchConfig) -> dict:
+    """Generate `prompts` with `method` on a fresh pipeline: images, latents, executed FLOPs, timed median calls."""
     pipe = load()
     run = apply_method(pipe, method, cfg.steps)
-    meter = DenoiserMeter(denoiser(pipe), count_flops=images)
-    out: dict = {}
-    if images:
-        family, settings = parse_method(method)
-        seed = cfg.seed + SPREAD_SEED * int(settings.get("seeds", 0)) if family == "none" else cfg.seed
-        t0 = time.perf_counter()
-        out["images"], out["latents"] = _generate(run, pipe, prompts, cfg, seed, meter)
-        out.update(generation_s=round(time.perf_counter() - t0, 2), flops_first_batch=meter.flops,
-                   denoiser_calls=meter.calls)
-    out.update(_timed(run, meter, prompts, cfg))
+    meter = DenoiserMeter(denoiser(pipe), count_flops=True)
+    family, settings = parse_method(method)
+    seed = cfg.seed + SPREAD_SEED * int(settings.get("seeds", 0)) if family == "none" else cfg.seed
+    t0 = time.perf_counter()
+    images, latents = _generate(run, pipe, prompts, cfg, seed, meter)
+    out = {"images": images, "latents": latents, "generation_s": round(time.perf_counter() - t0, 2),
+           "flops_first_batch": meter.flops, "denoiser_calls": meter.calls, **_timed(run, meter, prompts, cfg)}
     meter.close()
     return out
 
@@ -146,9 +141,6 @@ def run_bench(cfg: BenchConfig, load: Callable[[], Any], prompts: list[str], fea
             if method == "none":
                 saved = torch.load(img_file)
                 base, base_latents = saved["images"], saved.get("latents")
-            if retime and "error" not in points[method]:
-                points[method].update(measure_method(load, method, prompts, cfg, images=False))
-                path.write_text(json.dumps(results, indent=1))
             continue
         log.info("%s %d steps: %s", cfg.pipeline, cfg.steps, method)
         try:
@@ -166,4 +158,34 @@ def run_bench(cfg: BenchConfig, load: Callable[[], Any], prompts: list[str], fea
         if base_latents is not None:
             points[method]["latent_mad"] = latent_mad(latents, base_latents)
         path.write_text(json.dumps(results, indent=1))
+    if retime:
+        done = [m for m in cfg.methods if m in points and "error" not in points[m]]
+        for m, timing in time_interleaved(load, done, prompts, cfg).items():
+            points[m].update(timing)
+        path.write_text(json.dumps(results, indent=1))
     return results
+
+
+def time_interleaved(load: Callable[[], Any], methods: list[str], prompts: list[str], cfg: BenchConfig) -> dict:
+    """Time every method's batch call round-robin (a warm-up, then `cfg.repeats` rounds); return the medians.
+
+    Interleaving makes slow drifts of a shared machine's load hit every method alike.
+    """
+    runs = {}
+    for m in methods:
+        pipe = load()
+        run, g = apply_method(pipe, m, cfg.steps), torch.Generator()
+        call = partial(run, prompts[:cfg.timing_batch], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
+                       generator=g, output_type="pt", **cfg.call_kwargs)
+        runs[m] = (call, g, DenoiserMeter(denoiser(pipe)), [], [])
+        call()
+    for _ in range(cfg.repeats):
+        for call, g, meter, total, den in runs.values():
+            g.manual_seed(cfg.seed)
+            meter.reset()
+            t0 = time.perf_counter()
+            call()
+            total.append(time.perf_counter() - t0)
+            den.append(meter.seconds)
+    return {m: {"seconds": statistics.median(t), "denoiser_seconds": statistics.median(d), "repeats": cfg.repeats,
+                "threads": torch.get_num_threads(), "timing": "interleaved"} for m, (_, _, _, t, d) in runs.items()}
