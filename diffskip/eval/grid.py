@@ -5,7 +5,8 @@ DIFFSKIP = ["interval:every=2", "interval:every=3", "interval:every=5", "uniform
             "threshold:threshold=0.1", "threshold:threshold=0.2",
             "interval:every=2,forecast=1", "interval:every=3,forecast=1", "interval:every=4,forecast=1",
             "uniform:speedup=2,forecast=1", "uniform:speedup=3,forecast=1", "threshold:threshold=0.2,forecast=1",
-            "interval:every=2,end=16,forecast=1"]
+            "interval:every=2,end=16,forecast=1", "interval:every=3,end=17,forecast=1",
+            "interval:every=2,end=10,forecast=1"]
 
 
 def default_methods(kind: str, steps: int) -> list[str]:
