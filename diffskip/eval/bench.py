@@ -77,11 +77,14 @@ def _generate(run: Callable, pipe: Any, prompts: list[str], cfg: BenchConfig, se
     return torch.cat(images), torch.cat(latents)
 
 
+def _timing_call(run: Callable, prompts: list[str], cfg: BenchConfig, g: torch.Generator) -> Callable[[], Any]:
+    """Return the batch call every timing measures: the first `timing_batch` prompts, seeded by `g`."""
+    return partial(run, prompts[:cfg.timing_batch], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
+                   generator=g, output_type="pt", **cfg.call_kwargs)
+
+
 def _timed(run: Callable, meter: DenoiserMeter, prompts: list[str], cfg: BenchConfig) -> dict:
-    g = torch.Generator().manual_seed(cfg.seed)
-    return time_calls(lambda: run(prompts[:cfg.timing_batch], num_inference_steps=cfg.steps,
-                                  guidance_scale=cfg.guidance, generator=g, output_type="pt", **cfg.call_kwargs),
-                      meter, cfg.repeats)
+    return time_calls(_timing_call(run, prompts, cfg, torch.Generator().manual_seed(cfg.seed)), meter, cfg.repeats)
 
 
 def measure_method(load: Callable[[], Any], method: str, prompts: list[str], cfg: BenchConfig) -> dict:
@@ -174,9 +177,8 @@ def time_interleaved(load: Callable[[], Any], methods: list[str], prompts: list[
     runs = {}
     for m in methods:
         pipe = load()
-        run, g = apply_method(pipe, m, cfg.steps), torch.Generator()
-        call = partial(run, prompts[:cfg.timing_batch], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
-                       generator=g, output_type="pt", **cfg.call_kwargs)
+        g = torch.Generator()
+        call = _timing_call(apply_method(pipe, m, cfg.steps), prompts, cfg, g)
         runs[m] = (call, g, DenoiserMeter(denoiser(pipe)), [], [])
         call()
     for _ in range(cfg.repeats):

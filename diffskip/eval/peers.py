@@ -43,9 +43,14 @@ def _require(package: str, pip_name: str) -> None:
                           f"uv pip install torch==2.13.0 -e '.[bench]' (or pip install {pip_name})")
 
 
+def denoiser_name(pipe: Any) -> str:
+    """Return the attribute name of the pipeline's denoiser: "transformer" or "unet"."""
+    return "transformer" if getattr(pipe, "transformer", None) is not None else "unet"
+
+
 def denoiser(pipe: Any):
     """Return the pipeline's denoiser module (transformer or unet)."""
-    return getattr(pipe, "transformer", None) or pipe.unet
+    return getattr(pipe, denoiser_name(pipe))
 
 
 def _none(pipe: Any, steps: int, s: dict) -> Runner:
@@ -98,7 +103,7 @@ def _with_cache_context(pipe: Any, model) -> Runner:
     return run
 
 
-def _diffusers_config(family: str, steps: int, s: dict, clock: Callable[[], int]):
+def _diffusers_config(family: str, steps: int, s: dict, model) -> Any:
     """Build the diffusers hooks config object for a built-in cache family."""
     import torch
     from diffusers import hooks
@@ -115,6 +120,7 @@ def _diffusers_config(family: str, steps: int, s: dict, clock: Callable[[], int]
     if family == "magcache":
         return hooks.MagCacheConfig(threshold=f.get("threshold", 0.06), max_skip_steps=int(f.get("max_skip", 3)),
                                     num_inference_steps=steps, mag_ratios=s["mag_ratios"])
+    clock = _timestep_clock(model)  # PAB and FasterCache ask the caller for the current timestep
     if family == "pab":
         return hooks.PyramidAttentionBroadcastConfig(
             spatial_attention_block_skip_range=int(f.get("skip", 2)),
@@ -130,7 +136,7 @@ def _mag_ratios(pipe: Any, steps: int, args: tuple, kwargs: dict) -> list[float]
     from diffusers import hooks
     from diffusers.utils import logging as dlog
 
-    name = "transformer" if getattr(pipe, "transformer", None) is not None else "unet"
+    name = denoiser_name(pipe)
     model = getattr(pipe, name)
     probe = copy.deepcopy(model)
     hooks.apply_mag_cache(probe, hooks.MagCacheConfig(num_inference_steps=steps, calibrate=True))
@@ -168,8 +174,7 @@ def _diffusers(family: str) -> Callable[[Any, int, dict], Runner]:
         from diffusers import hooks
 
         model = denoiser(pipe)
-        clock = _timestep_clock(model)
-        config = _diffusers_config(family, steps, s, clock)
+        config = _diffusers_config(family, steps, s, model)
         appliers = {"fbc": hooks.apply_first_block_cache, "taylorseer": hooks.apply_taylorseer_cache,
                     "magcache": hooks.apply_mag_cache, "pab": hooks.apply_pyramid_attention_broadcast,
                     "fastercache": hooks.apply_faster_cache}
