@@ -141,7 +141,7 @@ class Session:
         sub = slice_rows(unit.signature, bound, rows, self.batch, self.hooked.adapter.unbatched)
         out, res = self._compute(unit, sub, rows.numel())
         merged = merge_rows(full, out, rows)
-        self._store(br, i, merged if res is None else merge_rows(entry, res, rows), mask)
+        self._store(br, i, merge_rows(entry, out if res is None else res, rows), mask)  # reusing rows keep their raw cache
         return merged
 
     def _store(self, br: _Branch, i: int, value: Any, mask: torch.Tensor) -> None:

@@ -1,4 +1,6 @@
 """Session behaviour: per-sample Threshold, guidance branches, Uniform budget and batch independence, FLOPs."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -178,3 +180,33 @@ def test_forecast_extrapolates_exactly_where_the_cached_value_is_linear_in_the_s
     assert str(diffskip.parse(mode + ",forecast=1")).endswith("forecast=1")
     with pytest.raises(ValueError, match=r"forecast=2 is invalid; allowed: 0 \(reuse as is\) or 1"):
         diffskip.parse("interval:every=2,forecast=2")
+
+
+@dataclasses.dataclass(frozen=True)
+class _RowPlan(diffskip.Policy):
+    """Per-sample plan for the test: row r computes at the steps in `plans[r]`."""
+
+    plans: tuple = ((0, 1, 2, 5), (0, 3, 4, 7))
+
+    def decide(self, info, unit):
+        return torch.tensor([info.step in p for p in self.plans])
+
+
+@pytest.mark.parametrize("reuse", ["output", "residual"])
+def test_forecast_with_per_sample_plans_extrapolates_from_computed_values_only(reuse):
+    # regression: in output mode the replayed rows' forecast was stored as their cache, so the next step
+    # extrapolated the forecast again and the error compounded (threshold+forecast at 50 steps: 14 dB)
+    diffskip.register(DriftNet, units=["blocks"], reuse=reuse, streams="x", timestep="t")
+    torch.manual_seed(0)
+    net = diffskip.attach(DriftNet())
+    x, ts = torch.randn(2, 8), [900.0 - 100 * k for k in range(9)]
+    with torch.no_grad():
+        with diffskip.session(net, _RowPlan(head=0, tail=0, forecast=1)) as s:
+            forecast = [net(x, t) for t in ts]
+        diffskip.detach(net)
+        exact = [net(x, t) for t in ts]
+    assert [c.computed for c in s.stats.calls] == [8, 4, 4, 4, 4, 4, 0, 4, 0]
+    # row 0 has two computes from step 1 on, row 1 from step 3 on: from there the linear forecast is exact
+    assert all(torch.allclose(forecast[k][0], exact[k][0], atol=1e-5) for k in range(2, 9))
+    assert all(torch.allclose(forecast[k][1], exact[k][1], atol=1e-5) for k in range(4, 9))
+    assert not torch.allclose(forecast[2][1], exact[2][1], atol=1e-3)  # one compute only: replayed as is
