@@ -113,3 +113,20 @@ def test_interleaved_retiming_updates_every_finished_method(tmp_path):
     pts = res["points"]
     assert [pts[m].get("timing") for m in cfg.methods] == ["interleaved", "interleaved", None]
     assert pts["none"]["repeats"] == 2 and pts["none"]["denoiser_seconds"] > 0
+
+
+@pytest.mark.parametrize("steps", [20, 50])
+def test_default_grid_parses_and_its_caching_windows_scale_with_the_step_count(steps):
+    from diffskip import parse
+    from diffskip.eval.grid import default_methods
+
+    for kind in ("unet", "dit"):
+        methods = default_methods(kind, steps)
+        assert methods[:3] == ["none", "none/seeds=1", "none/seeds=2"] and len(set(methods)) == len(methods)
+        for m in methods:
+            parse_method(m)
+        policies = [parse(m.split("/", 1)[1]) for m in methods if m.startswith("diffskip/")]
+        ends = sorted(p.end for p in policies if getattr(p, "end", None) is not None)
+        assert ends == sorted(round(f * steps) for f in (0.8, 0.85, 0.5, 0.9, 0.9)) and ends[-1] < steps
+    with pytest.raises(ValueError, match="kind='vit': allowed 'unet' or 'dit'"):
+        default_methods("vit", steps)

@@ -4,9 +4,17 @@ from __future__ import annotations
 DIFFSKIP = ["interval:every=2", "interval:every=3", "interval:every=5", "uniform:speedup=2", "uniform:speedup=3",
             "threshold:threshold=0.1", "threshold:threshold=0.2",
             "interval:every=2,forecast=1", "interval:every=3,forecast=1", "interval:every=4,forecast=1",
-            "uniform:speedup=2,forecast=1", "uniform:speedup=3,forecast=1", "threshold:threshold=0.2,forecast=1",
-            "interval:every=2,end=16,forecast=1", "interval:every=3,end=17,forecast=1",
-            "interval:every=2,end=10,forecast=1"]
+            "interval:every=6,forecast=1", "uniform:speedup=2,forecast=1", "uniform:speedup=3,forecast=1",
+            "uniform:speedup=3.5,forecast=1", "threshold:threshold=0.2,forecast=1"]
+# caching windows as fractions of the run: the steps outside [start, end) compute exactly
+WINDOWS = [(2, 0.0, 0.8), (3, 0.0, 0.85), (2, 0.0, 0.5), (2, 0.4, 0.9), (3, 0.0, 0.9)]
+
+
+def diffskip_points(steps: int) -> list[str]:
+    """Return the diffskip policy specs benchmarked at `steps` steps (windows scale with the step count)."""
+    windows = [f"interval:every={k}," + (f"start={round(a * steps)}," if a else "") + f"end={round(b * steps)},forecast=1"
+               for k, a, b in WINDOWS]
+    return DIFFSKIP + windows
 
 
 def default_methods(kind: str, steps: int) -> list[str]:
@@ -14,7 +22,7 @@ def default_methods(kind: str, steps: int) -> list[str]:
     if kind not in ("unet", "dit"):
         raise ValueError(f"kind={kind!r}: allowed 'unet' or 'dit'")
     gates = sorted({max(1, round(steps * f)) for f in (0.25, 0.5, 0.75)})
-    methods = ["none", "none/seeds=1", "none/seeds=2"] + [f"diffskip/{p}" for p in DIFFSKIP]
+    methods = ["none", "none/seeds=1", "none/seeds=2"] + [f"diffskip/{p}" for p in diffskip_points(steps)]
     methods += [f"tgate/gate_step={g}" for g in gates]
     methods += [f"taylorseer/interval={k}" for k in (2, 3, 5)]
     methods += [f"pab/skip={k}" for k in (2, 3, 4)]
