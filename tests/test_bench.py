@@ -85,6 +85,12 @@ def test_runner_records_refusals_resumes_and_reports(tmp_path, monkeypatch):
     md = write_report({"fashion-sd-4": again}, tmp_path / "docs", "toy", "diffskip bench --steps 4")
     assert "| fbc | threshold=0.05 | refused: IndexError" in md and "diffskip bench --steps 4" in md
     assert (tmp_path / "docs" / "bench_toy_fashion-sd-4.png").stat().st_size > 1000
+    # a later invocation with another cell adds to the report; re-running a cell replaces it
+    write_report({"fashion-sd-9": again}, tmp_path / "docs", "toy", "diffskip bench --steps 9")
+    md = write_report({"fashion-sd-4": again}, tmp_path / "docs", "toy", "diffskip bench --steps 4 --retime")
+    assert md.count("### fashion-sd-4:") == 1 and md.count("### fashion-sd-9:") == 1
+    assert "`diffskip bench --steps 4 --retime`" in md and "`diffskip bench --steps 9`" in md
+    assert "`diffskip bench --steps 4`" not in md
     with pytest.raises(ValueError, match="different configuration"):
         run_bench(BenchConfig(pipeline="fashion-sd", steps=5, methods=methods, n=4, batch=2, timing_batch=2,
                               repeats=1), lambda: load_pipeline(SD), PROMPTS, feats, ref, tmp_path / "run")
