@@ -133,6 +133,6 @@ def test_default_grid_parses_and_its_caching_windows_scale_with_the_step_count(s
             parse_method(m)
         policies = [parse(m.split("/", 1)[1]) for m in methods if m.startswith("diffskip/")]
         ends = sorted(p.end for p in policies if getattr(p, "end", None) is not None)
-        assert ends == sorted(round(f * steps) for f in (0.8, 0.85, 0.5, 0.9, 0.9, 0.9)) and ends[-1] < steps
+        assert ends == sorted(round(f * steps) for f in (0.8, 0.85, 0.5, 0.9, 0.9, 0.9, 0.96)) and ends[-1] < steps
     with pytest.raises(ValueError, match="kind='vit': allowed 'unet' or 'dit'"):
         default_methods("vit", steps)

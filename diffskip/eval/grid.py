@@ -5,10 +5,12 @@ DIFFSKIP = ["interval:every=2", "interval:every=3", "interval:every=5", "uniform
             "threshold:threshold=0.1", "threshold:threshold=0.2",
             "interval:every=2,forecast=1", "interval:every=3,forecast=1", "interval:every=4,forecast=1",
             "interval:every=6,forecast=1", "uniform:speedup=2,forecast=1", "uniform:speedup=3,forecast=1",
-            "uniform:speedup=3.5,forecast=1", "threshold:threshold=0.2,forecast=1", "interval:every=3,head=0,forecast=1"]
+            "uniform:speedup=3.5,forecast=1", "threshold:threshold=0.2,forecast=1",
+            "interval:every=3,head=0,forecast=1", "interval:every=4,head=0,forecast=1",
+            "interval:every=6,head=0,forecast=1", "interval:every=8,head=0,forecast=1"]
 # caching windows as fractions of the run (every, start, end, head): the steps outside [start, end) compute
 WINDOWS = [(2, 0.0, 0.8, None), (3, 0.0, 0.85, None), (2, 0.0, 0.5, None), (2, 0.4, 0.9, None), (3, 0.0, 0.9, None),
-           (3, 0.0, 0.9, 0)]
+           (3, 0.0, 0.9, 0), (3, 0.0, 0.96, 0)]
 
 
 def diffskip_points(steps: int) -> list[str]:
