@@ -136,3 +136,12 @@ def test_default_grid_parses_and_its_caching_windows_scale_with_the_step_count(s
         assert ends == sorted(round(f * steps) for f in (0.8, 0.85, 0.5, 0.9, 0.9, 0.9, 0.96)) and ends[-1] < steps
     with pytest.raises(ValueError, match="kind='vit': allowed 'unet' or 'dit'"):
         default_methods("vit", steps)
+
+
+def test_samples_benchmark_script_forwards_to_diffskip_bench():
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "samples" / "benchmark.py"
+    ok = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "usage: diffskip bench" in ok.stdout and "--features" in ok.stdout

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> None:
     logging.getLogger("diffskip").setLevel(logging.INFO)
     results = run_suite(args.pipelines, args.steps, args.n, args.features, args.out, args.methods,
                         retime=args.retime, batch=args.batch, repeats=args.repeats, timing_batch=args.timing_batch)
-    command = "diffskip bench " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "diffskip bench"
+    argv = sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]  # `diffskip bench ...` or samples/benchmark.py
+    command = "diffskip bench " + shlex.join(argv)
     md = write_report(results, args.docs, args.features, command)
     out = Path(args.docs) / f"bench_{args.features}.md"
     out.write_text(md + "\n")
