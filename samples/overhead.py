@@ -1,0 +1,62 @@
+"""Measure hook overhead: denoiser speed-up x executed-FLOPs fraction, timed round-robin (1.0 = time tracks FLOPs).
+
+    python samples/overhead.py --pipeline fashion-pixart --steps 20 --batch 8 --repeats 7 \
+        --methods diffskip/interval:every=3 diffskip/interval:every=3,forecast=1 --out docs/overhead.md
+
+Run it on a quiet machine: the bench's own timing pass shares the cores with whatever else runs.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from diffskip.eval.bench import BenchConfig, time_interleaved
+from diffskip.eval.compute import DenoiserMeter
+from diffskip.eval.fashion import load_pipeline, pipeline_kwargs
+from diffskip.eval.peers import apply_method, denoiser
+from diffskip.eval.suite import ROOT, prompts_for
+
+
+def flops_fraction(path: Path, method: str, cfg: BenchConfig, prompts: list[str]) -> float:
+    """Return the executed denoiser FLOPs of one timing-batch call with `method`."""
+    pipe = load_pipeline(path)
+    meter = DenoiserMeter(denoiser(pipe), count_flops=True)
+    apply_method(pipe, method, cfg.steps)(prompts[:cfg.timing_batch], num_inference_steps=cfg.steps,
+                                          guidance_scale=cfg.guidance, generator=torch.Generator().manual_seed(0),
+                                          output_type="latent", **cfg.call_kwargs)
+    meter.close()
+    return meter.flops
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pipeline", default="fashion-pixart", choices=["fashion-pixart", "fashion-sd"])
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--methods", nargs="+", required=True, help="method specs as in `diffskip bench --methods`")
+    p.add_argument("--out", default=None, help="also write the markdown table here")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    path = ROOT / "pipelines" / args.pipeline
+    methods = ["none", *args.methods]
+    cfg = BenchConfig(pipeline=args.pipeline, steps=args.steps, methods=methods, n=args.batch,
+                      timing_batch=args.batch, repeats=args.repeats, call_kwargs=pipeline_kwargs(load_pipeline(path)))
+    prompts = prompts_for(args.batch)
+    flops = {m: flops_fraction(path, m, cfg, prompts) for m in methods}
+    times = time_interleaved(lambda: load_pipeline(path), methods, prompts, cfg)
+    base = times["none"]["denoiser_seconds"]
+    lines = [f"{args.pipeline}, {args.steps} steps, batch {args.batch}, {args.repeats} round-robin repeats, 1 thread", "",
+             "| method | FLOPs frac | denoiser s | denoiser speed-up | overhead ratio |", "|---|---|---|---|---|"]
+    for m in methods:
+        frac, sec = flops[m] / flops["none"], times[m]["denoiser_seconds"]
+        lines.append(f"| {m} | {frac:.3f} | {sec:.3f} | {base / sec:.2f}x | {base / sec * frac:.2f} |")
+    print("\n".join(lines))
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
