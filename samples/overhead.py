@@ -13,13 +13,14 @@ from pathlib import Path
 import torch
 
 from diffskip.eval.bench import BenchConfig, time_interleaved
+from diffskip.eval.bench_report import derive
 from diffskip.eval.compute import DenoiserMeter
 from diffskip.eval.fashion import load_pipeline, pipeline_kwargs
 from diffskip.eval.peers import apply_method, denoiser
 from diffskip.eval.suite import ROOT, prompts_for
 
 
-def flops_fraction(path: Path, method: str, cfg: BenchConfig, prompts: list[str]) -> float:
+def executed_flops(path: Path, method: str, cfg: BenchConfig, prompts: list[str]) -> float:
     """Return the executed denoiser FLOPs of one timing-batch call with `method`."""
     pipe = load_pipeline(path)
     meter = DenoiserMeter(denoiser(pipe), count_flops=True)
@@ -45,14 +46,13 @@ def main() -> None:
     cfg = BenchConfig(pipeline=args.pipeline, steps=args.steps, methods=methods, n=args.batch,
                       timing_batch=args.batch, repeats=args.repeats, call_kwargs=pipeline_kwargs(load_pipeline(path)))
     prompts = prompts_for(args.batch)
-    flops = {m: flops_fraction(path, m, cfg, prompts) for m in methods}
+    flops = {m: executed_flops(path, m, cfg, prompts) for m in methods}
     times = time_interleaved(lambda: load_pipeline(path), methods, prompts, cfg)
-    base = times["none"]["denoiser_seconds"]
+    rows = derive({m: {"flops_first_batch": flops[m], **times[m]} for m in methods})
     lines = [f"{args.pipeline}, {args.steps} steps, batch {args.batch}, {args.repeats} round-robin repeats, 1 thread", "",
              "| method | FLOPs frac | denoiser s | denoiser speed-up | overhead ratio |", "|---|---|---|---|---|"]
-    for m in methods:
-        frac, sec = flops[m] / flops["none"], times[m]["denoiser_seconds"]
-        lines.append(f"| {m} | {frac:.3f} | {sec:.3f} | {base / sec:.2f}x | {base / sec * frac:.2f} |")
+    lines += [f"| {m} | {r['flops_fraction']:.3f} | {r['denoiser_seconds']:.3f} | {r['denoiser_speedup']:.2f}x | "
+              f"{r['overhead_ratio']:.2f} |" for m, r in rows.items()]
     print("\n".join(lines))
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
