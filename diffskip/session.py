@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import hooks
 from .policy import Policy, StepInfo, parse
 from .stats import CallRecord, Stats
-from .tensors import extrapolate, first_tensor, merge_rows, slice_rows, take_rows
+from .tensors import extrapolate, first_tensor, merge_rows, rate, slice_rows, take_rows
 
 __all__ = ["Session", "session"]
 
@@ -25,9 +25,9 @@ class _Branch:
         self.drift: torch.Tensor | None = None  # (B,)
         self.streak: torch.Tensor | None = None  # (B,)
         self.plan: list[torch.Tensor] | None = None  # per skippable unit, (B,) bool: compute
-        # forecast=1 history per unit: the previous computed value and the steps of both computes, (B,)
-        self.prev: dict[int, Any] = {}
-        self.at: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # forecast=1 history per unit: the slope per step between its last two computes, and the last step (B,)
+        self.slope: dict[int, Any] = {}
+        self.at: dict[int, torch.Tensor] = {}
 
 
 class Session:
@@ -145,27 +145,27 @@ class Session:
         return merged
 
     def _store(self, br: _Branch, i: int, value: Any, mask: torch.Tensor) -> None:
-        """Cache a unit's new value; for forecasting keep the rows' previous value and both compute steps."""
+        """Cache a unit's new value; for forecasting also its slope per step since the rows' previous compute."""
         old = br.cache.get(i)
         br.cache[i] = value
         if not self.policy.forecast:
             return
         now = torch.full_like(mask, self.step, dtype=torch.float64)
-        if old is None:
-            br.at[i] = (now, torch.full_like(now, float("nan")))
-            return
-        last, _ = br.at[i]
-        rows = mask.nonzero().flatten()
-        br.prev[i] = merge_rows(br.prev.get(i, old), take_rows(old, rows), rows)
-        br.at[i] = (torch.where(mask, now, last), torch.where(mask, last, br.at[i][1]))
+        if old is not None:
+            if bool(mask.all()):  # the usual case: every row computed, no row bookkeeping
+                br.slope[i] = rate(value, old, 1.0 / (now - br.at[i]))
+            else:
+                rows = mask.nonzero().flatten()
+                fresh = rate(take_rows(value, rows), take_rows(old, rows), 1.0 / (now - br.at[i])[rows])
+                base = br.slope[i] if i in br.slope else rate(old, old, torch.zeros_like(now))  # one compute: 0
+                br.slope[i] = merge_rows(base, fresh, rows)
+        br.at[i] = torch.where(mask, now, br.at[i]) if i in br.at else now
 
     def _forecast(self, br: _Branch, i: int, entry: Any) -> Any:
-        """Extrapolate a cached value to this step from its last two computes (rows with one compute: as is)."""
-        if not self.policy.forecast or i not in br.prev:
+        """Extrapolate a cached value to this step along its slope (one multiply-add; slope 0: as is)."""
+        if not self.policy.forecast or i not in br.slope:
             return entry
-        last, before = br.at[i]
-        k = torch.nan_to_num((self.step - last) / (last - before), nan=0.0)  # (B,); NaN where no history
-        return extrapolate(entry, br.prev[i], k)
+        return extrapolate(entry, br.slope[i], self.step - br.at[i])
 
     def _run(self, unit: hooks.Unit, args: tuple, kwargs: dict, rows: int) -> Any:
         self._rows[unit.index] = self._rows.get(unit.index, 0) + rows

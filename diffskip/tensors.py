@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["first_tensor", "slice_rows", "merge_rows", "take_rows", "extrapolate"]
+__all__ = ["first_tensor", "slice_rows", "merge_rows", "take_rows", "rate", "extrapolate"]
 
 
 def first_tensor(x: Any) -> torch.Tensor | None:
@@ -53,10 +53,20 @@ def take_rows(x: Any, rows: torch.Tensor) -> Any:
     return x if t is None else _take(x, rows, t.shape[0])
 
 
-def extrapolate(cur: Any, prev: Any, k: torch.Tensor) -> Any:
-    """Return cur + (cur - prev) * k per batch row (k: (B,)), through nested tuples; other leaves stay cur."""
-    if isinstance(cur, torch.Tensor) and cur.dim() > 0 and cur.shape[0] == k.shape[0]:
-        return cur + (cur - prev) * k.to(cur.dtype).view(-1, *[1] * (cur.dim() - 1))
-    if isinstance(cur, (tuple, list)):
-        return type(cur)(extrapolate(c, p, k) for c, p in zip(cur, prev))
-    return cur
+def _per_row(op, a: Any, b: Any, k: torch.Tensor) -> Any:
+    """Apply op(a, b, k viewed per batch row) to matching tensors of two nested structures; other leaves stay a."""
+    if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == k.shape[0]:
+        return op(a, b, k.to(a.dtype).view(-1, *[1] * (a.dim() - 1)))
+    if isinstance(a, (tuple, list)):
+        return type(a)(_per_row(op, x, y, k) for x, y in zip(a, b))
+    return a
+
+
+def rate(cur: Any, prev: Any, k: torch.Tensor) -> Any:
+    """Return (cur - prev) * k per batch row (k: (B,)), through nested tuples."""
+    return _per_row(lambda a, b, kk: (a - b) * kk, cur, prev, k)
+
+
+def extrapolate(cur: Any, slope: Any, k: torch.Tensor) -> Any:
+    """Return cur + slope * k per batch row (k: (B,)) as one fused multiply-add, through nested tuples."""
+    return _per_row(torch.addcmul, cur, slope, k)
