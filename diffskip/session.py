@@ -141,7 +141,9 @@ class Session:
         sub = slice_rows(unit.signature, bound, rows, self.batch, self.hooked.adapter.unbatched)
         out, res = self._compute(unit, sub, rows.numel())
         merged = merge_rows(full, out, rows)
-        self._store(br, i, merge_rows(entry, out if res is None else res, rows), mask)  # reusing rows keep their raw cache
+        # the cache keeps the reusing rows' raw value (not their forecast); without a forecast that is `merged`
+        raw = merged if (res is None and full is entry) else merge_rows(entry, out if res is None else res, rows)
+        self._store(br, i, raw, mask)
         return merged
 
     def _store(self, br: _Branch, i: int, value: Any, mask: torch.Tensor) -> None:
