@@ -17,6 +17,8 @@ from typing import Any, Iterator
 
 import torch
 
+from . import jsonl
+
 __all__ = ["Row", "BadRow", "read_prompts", "plan_batches", "BatchRun", "MANIFEST"]
 logger = logging.getLogger(__name__)
 
@@ -122,32 +124,18 @@ def png_path(out: Path, index: int) -> Path:
 
 def compact_manifest(out: Path) -> dict[int, dict]:
     """Rewrite the manifest with the last valid row per index whose PNG exists, sorted; drop a torn line."""
-    path = out / MANIFEST
     rows: dict[int, dict] = {}
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                d = json.loads(line)
-                rows[int(d["index"])] = d
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                logger.info("dropping an unreadable manifest line (a run was killed while writing it): %r", line)
+    for d in jsonl.read(out / MANIFEST):
+        if isinstance(d.get("index"), int):
+            rows[d["index"]] = d
     rows = {i: rows[i] for i in sorted(rows) if png_path(out, i).exists()}
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text("".join(json.dumps(d) + "\n" for d in rows.values()), encoding="utf-8")
-    os.replace(tmp, path)
+    jsonl.rewrite(out / MANIFEST, rows.values())
     return rows
 
 
 def read_done(out: Path) -> set[int]:
     """Return the indices whose PNG and manifest row both exist."""
-    path = out / MANIFEST
-    done = set()
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                done.add(int(json.loads(line)["index"]))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
+    done = {d["index"] for d in jsonl.read(out / MANIFEST) if isinstance(d.get("index"), int)}
     return {i for i in done if png_path(out, i).exists()}
 
 
@@ -207,7 +195,6 @@ class BatchRun:
         if r0.negative_prompt is not None:
             kw["negative_prompt"] = [r0.negative_prompt] * len(batch)
         kw.update({k: v for k, v in (("width", r0.width), ("height", r0.height)) if v is not None})
-        kw.update(pipeline_extras(self.pipe))
         return self.pipe([r.prompt for r in batch], **kw).images
 
     def _write(self, row: Row, image, secs: float, stats, n: int) -> dict:
@@ -221,16 +208,5 @@ class BatchRun:
                "computed": None if stats is None else stats.computed / n,
                "reused": None if stats is None else stats.reused / n,
                "flops_fraction": None if stats is None else stats.flops_fraction}
-        fd = os.open(self.out / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (json.dumps(rec) + "\n").encode("utf-8"))  # one append per row: whole lines
-        finally:
-            os.close(fd)
+        jsonl.append(self.out / MANIFEST, rec)  # one append per row: whole lines
         return rec
-
-
-def pipeline_extras(pipe: Any) -> dict[str, Any]:
-    """Return call options a pipeline needs offline (PixArt: no resolution binning, no caption cleaning)."""
-    if "PixArt" in type(getattr(pipe, "pipe", pipe)).__name__:  # no bs4/ftfy; non-standard sizes
-        return {"use_resolution_binning": False, "clean_caption": False}
-    return {}

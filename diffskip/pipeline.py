@@ -2,27 +2,58 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import hooks
+from . import assets
 from .analytic import GaussianSkip
-from .analytic_pipe import skipping
-from .policy import Policy, parse
-from .session import session
-from .stats import Stats
+from .engine import hooks
+from .engine.session import resolve_span, session
+from .engine.stats import Stats
+from .errors import SessionError, UnsupportedPipelineError, short
+from .policies import Policy, parse
 
-__all__ = ["DiffSkipPipeline", "UnsupportedPipelineError"]
+__all__ = ["DiffSkipPipeline", "find_denoiser", "resolve_model", "CALL_DEFAULTS"]
 logger = logging.getLogger(__name__)
 
 DENOISERS = ("transformer", "unet")  # component names searched, in order
+CALL_DEFAULTS = "diffskip_call.json"  # a model folder's own call options (e.g. a non-standard PixArt size)
+_OWN = frozenset({"pipe", "policy", "denoiser", "denoiser_name", "count_flops", "skip", "last_stats",
+                  "call_defaults"})  # attributes of the wrapper; every other write goes to the wrapped pipeline
 
 
-class UnsupportedPipelineError(TypeError):
-    """The pipeline has no denoiser component diffskip can attach to."""
+def find_denoiser(pipe: Any, name: str | None = None) -> tuple[str, nn.Module]:
+    """Return (component name, module) of a pipeline's denoiser: `name`, else `transformer` or `unet`."""
+    found = name or next((n for n in DENOISERS if isinstance(getattr(pipe, n, None), nn.Module)), None)
+    model = getattr(pipe, found, None) if found else None
+    if not isinstance(model, nn.Module):
+        comps = sorted(getattr(pipe, "components", {}) or {})
+        raise UnsupportedPipelineError(
+            f"{type(pipe).__name__} has no denoiser component {name or ' or '.join(DENOISERS)!r}; components: "
+            f"{comps}. Allowed: a pipeline with a `transformer` or `unet`, or pass denoiser='<component name>' "
+            f"naming an nn.Module registered with diffskip.register().")
+    return found, model
+
+
+def resolve_model(name: str) -> str:
+    """Return the folder of an embedded model name ('fashion-sd'), else `name` as given (folder or hub id)."""
+    return str(assets.path(name)) if assets.is_embedded(name) and not Path(name).exists() else name
+
+
+def read_call_defaults(folder: str) -> dict[str, Any]:
+    """Return the call options a model folder asks for in its `diffskip_call.json` ({} when it has none)."""
+    path = Path(folder) / CALL_DEFAULTS
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of pipeline call options, got {short(data)}.")
+    return data
 
 
 def _remaining_steps(scheduler, t: float) -> int | None:
@@ -46,43 +77,42 @@ class DiffSkipPipeline:
 
     Args:
         pipe: any `DiffusionPipeline` with a `transformer` or `unet` component (or name it in `denoiser`).
-        policy: a Policy or spec string, e.g. "interval:every=3" or `diffskip.Uniform(speedup=2)`.
+        policy: a Policy or spec string, e.g. "interval:every=3"; change it later with `pipe.policy = ...`.
         denoiser: the component to accelerate, when it is not `transformer` / `unet`.
-        count_flops: measure executed vs full denoiser FLOPs into `last_stats` (torch FlopCounterMode once
-            per input shape, then counting executed units).
-        skip: a `GaussianSkip` replacing the first steps with the Gaussian closed-form jump (analytic
-            teleportation); `last_stats.skipped_steps` reports them beside the policy's reuse.
+        count_flops: measure executed vs full denoiser FLOPs into `last_stats`.
+        skip: a `GaussianSkip` replacing the first steps with the Gaussian closed-form jump.
+        call_defaults: call options applied to every call unless given (a model folder's diffskip_call.json).
+
+    Attribute reads and writes other than the wrapper's own go to the wrapped pipeline
+    (`fast.scheduler = DPMSolverMultistepScheduler.from_config(...)` changes the pipeline's scheduler).
     """
 
     def __init__(self, pipe: Any, policy: Policy | str = "never", denoiser: str | None = None,
-                 count_flops: bool = True, skip: GaussianSkip | None = None):
-        self.__dict__["pipe"] = pipe  # set first: __getattr__ falls through to it
-        self.policy = parse(policy)
-        self.denoiser_name = denoiser or next((n for n in DENOISERS if isinstance(getattr(pipe, n, None), nn.Module)),
-                                              None)
-        model = getattr(pipe, self.denoiser_name, None) if self.denoiser_name else None
-        if not isinstance(model, nn.Module):
-            comps = sorted(getattr(pipe, "components", {}) or {})
-            raise UnsupportedPipelineError(
-                f"{type(pipe).__name__} has no denoiser component {denoiser or ' or '.join(DENOISERS)!r}; "
-                f"components: {comps}. Allowed: a pipeline with a `transformer` or `unet`, or pass "
-                f"denoiser='<component name>' naming an nn.Module registered with diffskip.register().")
-        self.denoiser = hooks.attach(model)
+                 count_flops: bool = True, skip: GaussianSkip | None = None,
+                 call_defaults: dict[str, Any] | None = None):
+        self.__dict__["pipe"] = pipe  # set first: attribute access falls through to it
+        name, model = find_denoiser(pipe, denoiser)
+        self.__dict__["denoiser_name"] = name
+        self.__dict__["denoiser"] = hooks.attach(model)
+        self.policy = policy
         self.count_flops = count_flops
         if skip is not None and not isinstance(skip, GaussianSkip):
             raise TypeError(f"skip must be a diffskip.GaussianSkip or None, got {type(skip).__name__}.")
         self.skip = skip
+        self.call_defaults = dict(call_defaults or {})
         self.last_stats: Stats | None = None
 
     @classmethod
     def from_pretrained(cls, path: str, policy: Policy | str = "never", denoiser: str | None = None,
                         skip: GaussianSkip | None = None, **kwargs) -> DiffSkipPipeline:
-        """Load any diffusers pipeline (`DiffusionPipeline.from_pretrained(path, **kwargs)`) and wrap it."""
+        """Load a diffusers pipeline (an embedded name like 'fashion-sd', a folder or a hub id) and wrap it."""
         from diffusers import DiffusionPipeline
 
-        pipe = DiffusionPipeline.from_pretrained(path, **kwargs)
+        policy = parse(policy)  # a bad spec fails before any weights load
+        folder = resolve_model(path)
+        pipe = DiffusionPipeline.from_pretrained(folder, **kwargs)
         _maybe_xformers(pipe)
-        return cls(pipe, policy, denoiser=denoiser, skip=skip)
+        return cls(pipe, policy, denoiser=denoiser, skip=skip, call_defaults=read_call_defaults(folder))
 
     @classmethod
     def from_pipe(cls, pipe: Any, policy: Policy | str = "never", denoiser: str | None = None,
@@ -92,6 +122,9 @@ class DiffSkipPipeline:
 
     def __call__(self, *args, **kwargs):
         """Call the wrapped pipeline with the policy active on its denoiser; stats go to `last_stats`."""
+        from .analytic.pipe import skipping
+
+        kwargs = {**self.call_defaults, **kwargs}
         sched = getattr(self.pipe, "scheduler", None)
         with session(self.denoiser, self.policy, num_steps=lambda t: _remaining_steps(sched, t),
                      count_flops=self.count_flops) as s:
@@ -110,9 +143,22 @@ class DiffSkipPipeline:
         return self
 
     def detach(self) -> Any:
-        """Remove diffskip's wrappers from the denoiser and return the plain pipeline."""
+        """Remove this wrapper's hold on the denoiser (the last one restores it) and return the plain pipeline."""
+        if self.__dict__.get("denoiser") is None:
+            raise SessionError("this DiffSkipPipeline was already detached; wrap the pipeline again to use it.")
         hooks.detach(self.denoiser)
+        self.__dict__["denoiser"] = None
         return self.pipe
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "policy":
+            value = parse(value)
+            h = hooks.hooked(self.denoiser)
+            resolve_span(value, h.adapter, len(h.units), type(h.model).__name__)  # head/tail fit: check now
+        if name in _OWN:
+            self.__dict__[name] = value
+        else:
+            setattr(self.__dict__["pipe"], name, value)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["pipe"], name)

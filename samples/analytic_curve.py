@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from diffskip.analytic_curve import (SCHEDULERS, CurveConfig, inception_fid, prompt_accuracy, run_calibration,
+from benchmarks.analytic_curve import (SCHEDULERS, CurveConfig, inception_fid, prompt_accuracy, run_calibration,
                                      run_curve)
-from diffskip.analytic_report import accepted_skip, calibration_plot, curve_plot, curve_table, image_grid, load_curves
+from benchmarks.analytic_report import accepted_skip, calibration_plot, curve_plot, curve_table, image_grid, load_curves
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     p.add_argument("--n-images", type=int, default=200, help="images per point (a multiple of 10)")
     p.add_argument("--guidance", type=float, default=4.0)
     p.add_argument("--spread-seeds", type=int, nargs="*", default=[1], help="extra seed sets of the full run")
-    p.add_argument("--root", type=Path, default=Path("pipelines"))
+    p.add_argument("--root", type=Path, default=Path("diffskip/assets"))
     p.add_argument("--out", type=Path, default=Path("docs/analytic_curve.json"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--calibrate", type=Path, default=None,

@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from diffskip.commands import generate
+from diffskip.cli import generate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 import diffskip
-from diffskip.eval.fidelity import psnr
+from diffskip.metrics.fidelity import psnr
 from diffskip.testing import tiny_pipeline
 
 PROMPTS = ["a photo of a t-shirt", "a photo of a sneaker", "a dress, studio photo", "an ankle boot, product shot"]

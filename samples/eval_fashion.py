@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from diffskip.eval.fashion import evaluate
-from diffskip.eval.report import write_report
+from benchmarks.fashion import evaluate
+from benchmarks.report import write_report
 
 HEADER = """Measured on CPU with `python samples/eval_fashion.py`. Prompts: held-out caption templates
 (never seen in training), 100 per class for prompt following (classifier `pipelines/fashion-classifier`),
@@ -20,7 +20,7 @@ HEADER = """Measured on CPU with `python samples/eval_fashion.py`. Prompts: held
 def main() -> None:
     """Parse arguments, evaluate and write the report."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--root", type=Path, default=Path("pipelines"))
+    parser.add_argument("--root", type=Path, default=Path("diffskip/assets"))
     parser.add_argument("--pipelines", nargs="+", default=["fashion-sd", "fashion-pixart"])
     parser.add_argument("--n-fid", type=int, default=2000)
     parser.add_argument("--n-acc", type=int, default=1000)

@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from diffskip.zoo import MODELS, train_all, train_one
+from zoo import MODELS, train_all, train_one
 
 
 def main() -> None:
@@ -16,7 +16,7 @@ def main() -> None:
                         help="wall-clock budget (total across resumes; 'all' splits it 1:3)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="checkpoint folder")
-    parser.add_argument("--out", type=Path, default=Path("pipelines"), help="export folder")
+    parser.add_argument("--out", type=Path, default=Path("diffskip/assets"), help="export folder")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.model == "all":

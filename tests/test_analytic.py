@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from diffskip.analytic import GaussianSkip, GaussianStats, gaussian_jump, gaussian_x0
-from diffskip.analytic_fit import Calibration, fit_from_images
-from diffskip.sigmas import from_x0, to_x0
+from diffskip.analytic.fit import Calibration, fit_from_images
+from diffskip.analytic.frames import from_x0, to_x0
 
 
 def stats(d=12, r=4, residual=0.03, seed=0):
@@ -161,3 +161,10 @@ def test_fit_gaussian_command_on_an_image_folder(tmp_path, capsys):
     st = GaussianStats.load(tmp_path / "g")
     assert st.rank == 4 and st.shape == (4, 8, 8) and st.meta["n_samples"] == 12 and st.meta["source"] == "images"
     assert "fitted 12 latents (4, 8, 8) rank 4" in capsys.readouterr().out
+    again = ["fit-gaussian", "--model", str(tmp_path / "pipe"), "--images", str(tmp_path / "imgs"), "--rank", "2",
+             "--out", str(tmp_path / "g")]
+    with pytest.raises(SystemExit) as exit_:
+        main(again)  # nothing is overwritten by default
+    assert exit_.value.code == 2 and "exists; allowed: a new path, or --overwrite" in capsys.readouterr().err
+    assert GaussianStats.load(tmp_path / "g").rank == 4
+    assert main(again + ["--overwrite"]) == 0 and GaussianStats.load(tmp_path / "g").rank == 2

@@ -7,9 +7,9 @@ import torch
 
 import diffskip
 from diffskip.analytic import GaussianSkip, GaussianStats, StatsShapeError, gaussian_jump
-from diffskip.analytic_fit import calibrate, guided_trajectory
-from diffskip.analytic_pipe import UnsupportedSkipError
-from diffskip.sigmas import UnsupportedSchedulerError, frames
+from diffskip.analytic.fit import calibrate, guided_trajectory
+from diffskip.analytic.pipe import UnsupportedSkipError
+from diffskip.analytic.frames import UnsupportedSchedulerError, frames
 from diffskip.testing import tiny_pipeline
 
 G = 2.0  # guidance scale: every test runs classifier-free guidance
@@ -159,7 +159,7 @@ def test_calibration_compares_against_the_guided_prediction(sd, stats):
 
 
 def test_fit_from_samples_uses_the_pipelines_final_latents(sd):
-    from diffskip.analytic_fit import fit_from_samples
+    from diffskip.analytic.fit import fit_from_samples
 
     sd.scheduler = d.DDIMScheduler.from_config(sd.scheduler.config)
     prompts = ["a red shoe", "a bag", "a coat", "a dress"]

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from diffskip.batch import Row, compact_manifest, plan_batches, read_prompts
-from diffskip.commands import generate
+from diffskip.cli import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "samples" / "batch_generate.py"

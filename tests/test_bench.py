@@ -5,16 +5,17 @@ import pytest
 import torch
 from torch import nn
 
-from diffskip.eval import bench as bench_mod
-from diffskip.eval.bench import BenchConfig, run_bench
-from diffskip.eval.bench_report import derive, dominance
-from diffskip.eval.fashion import load_pipeline
-from diffskip.eval.peers import MethodError, apply_method, denoiser, parse_method
-from diffskip.eval.compute import DenoiserMeter
-from diffskip.eval.reference import reference_stats
-from diffskip.eval.suite import write_report
+from benchmarks import bench as bench_mod
+from benchmarks.bench import BenchConfig, run_bench
+from benchmarks.bench_report import derive, dominance
+from benchmarks.fashion import load_pipeline
+from benchmarks.peers import MethodError, apply_method, denoiser, parse_method
+from diffskip.metrics.compute import DenoiserMeter
+from diffskip.assets import path as asset_path
+from diffskip.metrics.reference import reference_stats
+from benchmarks.suite import write_report
 
-SD = Path(__file__).resolve().parents[1] / "pipelines" / "fashion-sd"
+SD = asset_path("fashion-sd")
 PROMPTS = ["a photo of a coat", "a sandal, catalogue image", "a dress, studio photo", "a bag on white"]
 
 
@@ -98,7 +99,7 @@ def test_runner_records_refusals_resumes_and_reports(tmp_path, monkeypatch):
 
 def test_diffusers_hook_state_is_reset_between_pipeline_calls():
     """SD/PixArt pipelines never reset diffusers' stateful hooks; the harness must, or the next call breaks."""
-    pix = Path(__file__).resolve().parents[1] / "pipelines" / "fashion-pixart"
+    pix = asset_path("fashion-pixart")
     kw = dict(num_inference_steps=4, guidance_scale=4.0, output_type="pt", use_resolution_binning=False,
               clean_caption=False)
     pipe = load_pipeline(pix)
@@ -124,7 +125,7 @@ def test_interleaved_retiming_updates_every_finished_method(tmp_path):
 @pytest.mark.parametrize("steps", [20, 50])
 def test_default_grid_parses_and_its_caching_windows_scale_with_the_step_count(steps):
     from diffskip import parse
-    from diffskip.eval.grid import default_methods
+    from benchmarks.grid import default_methods
 
     for kind in ("unet", "dit"):
         methods = default_methods(kind, steps)
@@ -144,4 +145,4 @@ def test_samples_benchmark_script_forwards_to_diffskip_bench():
 
     script = Path(__file__).resolve().parents[1] / "samples" / "benchmark.py"
     ok = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
-    assert ok.returncode == 0 and "usage: diffskip bench" in ok.stdout and "--features" in ok.stdout
+    assert ok.returncode == 0 and "usage: python -m benchmarks" in ok.stdout and "--features" in ok.stdout

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 import diffskip
+from diffskip.errors import UnsupportedModelError
 import fake_comfy as fc
 import fake_comfy_models as fcm
 from diffskip import comfy as dc
-from diffskip.policy import POLICIES
+from diffskip.policies import POLICIES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,7 +162,7 @@ def test_bad_values_and_unsupported_models_raise_at_the_node():
         _node("DiffSkipInterval", fc.patcher("unet"), every=0)
     p = fc.patcher("unet")
     p.model.diffusion_model = torch.nn.Linear(2, 2)
-    with pytest.raises(diffskip.UnsupportedModelError, match="no diffskip adapter for torch:Linear"):
+    with pytest.raises(UnsupportedModelError, match="no diffskip adapter for torch:Linear"):
         _node("DiffSkipNever", p)
 
 

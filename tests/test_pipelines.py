@@ -88,17 +88,18 @@ def test_composes_with_group_offloading_applied_first():
     fast.detach()  # diffskip's wrappers are outermost: detach is allowed
 
 
-def test_group_offloading_added_after_attach_runs_but_blocks_detach():
+def test_group_offloading_added_after_attach_runs_and_detaches_in_any_order():
     from diffusers.hooks import apply_group_offloading
 
     pipe = tiny_pipeline("pixart")
+    base = run("pixart", pipe)
     fast = diffskip.DiffSkipPipeline.from_pipe(pipe, "interval:every=2")
     ref = run("pixart", fast)
     apply_group_offloading(pipe.transformer, onload_device=torch.device("cpu"), offload_type="block_level",
                            num_blocks_per_group=1)
     assert (run("pixart", fast) == ref).all() and fast.last_stats.reused > 0
-    with pytest.raises(diffskip.hooks.HookOrderError, match="remove that hook first"):
-        fast.detach()
+    fast.detach()  # diffskip sits in the call slot, offloading in forward: no order between them
+    assert (run("pixart", pipe) == base).all()
 
 
 def test_composes_with_model_cpu_offload():
@@ -108,10 +109,9 @@ def test_composes_with_model_cpu_offload():
     ref = run("sd", fast)
     fast.enable_model_cpu_offload(device="cpu")  # falls through to the wrapped pipeline
     assert (run("sd", fast) == ref).all() and fast.last_stats.reused > 0
-    with pytest.raises(diffskip.hooks.HookOrderError, match="enable_model_cpu_offload"):
-        fast.detach()
-    pipe.remove_all_hooks()
     fast.detach()
+    assert (run("sd", pipe) == base).all()
+    pipe.remove_all_hooks()
     assert (run("sd", pipe) == base).all()
 
 
@@ -119,7 +119,7 @@ def test_unsupported_pipeline_error_lists_components():
     class FakePipe:
         components = {"prior": object(), "tokenizer": object()}
 
-    with pytest.raises(diffskip.pipeline.UnsupportedPipelineError,
+    with pytest.raises(diffskip.errors.UnsupportedPipelineError,
                        match=r"FakePipe has no denoiser component 'transformer or unet'; components: \['prior'"):
         diffskip.DiffSkipPipeline(FakePipe(), "never")
 

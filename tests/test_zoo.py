@@ -6,18 +6,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffskip.eval.classifier import FashionClassifier
-from diffskip.zoo.data import CLASS_NAMES, caption_table, eval_prompts, load_split
-from diffskip.zoo.tokenizers import build_clip_tokenizer, build_t5_tokenizer
+from diffskip.metrics.classifier import FashionClassifier
+from diffskip.assets import path as asset_path
+from zoo.data import CLASS_NAMES, caption_table, eval_prompts, load_split
+from zoo.tokenizers import build_clip_tokenizer, build_t5_tokenizer
 
-ROOT = Path(__file__).resolve().parents[1] / "pipelines"
+ROOT = asset_path("fashion-sd").parent
 torch.set_num_threads(1)
 
 
 def have_data() -> bool:
     """Return whether the Fashion-MNIST files are installed."""
     try:
-        from diffskip.zoo.data import find_file
+        from zoo.data import find_file
         find_file("t10k-labels-idx1-ubyte.gz")
         return True
     except FileNotFoundError:
@@ -47,7 +48,7 @@ def test_pixart_pipeline_generates_with_cfg():
 
 
 def test_clip_loads_and_scores():
-    from diffskip.eval.clipscore import clip_loader
+    from diffskip.metrics.clipscore import clip_loader
     model, processor = clip_loader(ROOT / "fashion-clip")()
     assert len(processor.tokenizer) == len(build_clip_tokenizer())
     inputs = processor(text=["a photo of a bag", ""], return_tensors="pt", padding=True)

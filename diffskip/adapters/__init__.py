@@ -10,13 +10,11 @@ from typing import Literal
 
 from torch import nn
 
+from ..errors import UnsupportedModelError
+
 __all__ = ["Adapter", "register", "find_adapter", "resolve_units", "UnsupportedModelError"]
 
 _REGISTRY: dict[str, Adapter] = {}
-
-
-class UnsupportedModelError(TypeError):
-    """No adapter is registered for a model class (or its units cannot be found)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,73 @@
+"""`diffskip fit-gaussian`: fit the Gaussian latent statistics analytic step skipping jumps with."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import UsageError
+
+
+def add_arguments(g: argparse.ArgumentParser) -> None:
+    """Add the `fit-gaussian` options."""
+    g.add_argument("--model", default="fashion-sd", help="embedded pipeline name or a diffusers pipeline folder")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", help="folder of images, encoded through the pipeline's VAE")
+    src.add_argument("--samples", type=int, metavar="N",
+                     help="final latents of N full-step pipeline samples (prompts from --prompts, cycled)")
+    g.add_argument("--prompts", default=None, help="text file, one prompt a line, for --samples")
+    g.add_argument("--size", type=int, default=None, help="image size for --images (default: the model's)")
+    g.add_argument("--steps", type=int, default=25, help="sampling steps for --samples")
+    g.add_argument("--guidance", type=float, default=4.0, help="guidance scale for --samples")
+    g.add_argument("--rank", type=int, default=64, help="eigenpairs kept; the rest becomes one residual variance")
+    g.add_argument("--out", required=True, help="output path without suffix (writes <out>.safetensors and <out>.json)")
+    g.add_argument("--overwrite", action="store_true", help="replace existing <out>.safetensors/.json")
+
+
+def _pipeline(model: str):
+    from diffusers import DiffusionPipeline
+
+    from ..pipeline import resolve_model
+
+    path = Path(resolve_model(model))
+    pipe = DiffusionPipeline.from_pretrained(str(path))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, path
+
+
+def run(args: argparse.Namespace) -> None:
+    """Fit, save `<out>.safetensors` + `<out>.json`, and print a summary."""
+    out = Path(args.out).with_suffix("")
+    existing = [p for p in (out.with_suffix(".safetensors"), out.with_suffix(".json")) if p.exists()]
+    if existing and not args.overwrite:
+        raise UsageError(f"--out {args.out}: {', '.join(map(str, existing))} exists; allowed: a new path, or "
+                         f"--overwrite to replace it.")
+    if args.samples and not args.prompts:
+        raise UsageError("--samples needs --prompts FILE (one prompt a line, cycled to N samples).")
+    prompts = None
+    if args.samples:
+        lines = [ln.strip() for ln in Path(args.prompts).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        if not lines:
+            raise UsageError(f"--prompts {args.prompts}: no prompts in the file; give one prompt a line.")
+        prompts = [lines[i % len(lines)] for i in range(args.samples)]
+    from ..analytic.fit import fit_from_images, fit_from_samples, load_image_folder
+    from ..pipeline import read_call_defaults
+
+    pipe, path = _pipeline(args.model)
+    meta = {"pipeline": path.name}
+    if prompts:
+        stats = fit_from_samples(pipe, prompts, args.rank, args.steps, meta=meta, guidance_scale=args.guidance,
+                                 **read_call_defaults(str(path)))
+    else:
+        size = args.size or pipe.vae_scale_factor * _denoiser(pipe).config.sample_size
+        images = load_image_folder(args.images, size)
+        meta["dataset"] = str(args.images)
+        stats = fit_from_images(pipe, images, args.rank, meta)
+    stats.save(out)
+    explained = float(stats.eigvals.sum() / (stats.eigvals.sum() + stats.residual * (stats.mean.numel() - stats.rank)))
+    print(f"fitted {stats.meta['n_samples']} latents {stats.shape} rank {stats.rank} (top eigenvalues "
+          f"{[round(v, 3) for v in stats.eigvals[:3].tolist()]}, residual {stats.residual:.2e}, "
+          f"{explained:.3f} of the variance in the kept directions) -> {out}.safetensors/.json")
+
+
+def _denoiser(pipe):
+    return getattr(pipe, "transformer", None) or pipe.unet

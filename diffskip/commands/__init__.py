@@ -1,1 +1,0 @@
-"""Subcommands of the `diffskip` command; each module has `add_arguments(parser)` and `run(args)`."""
