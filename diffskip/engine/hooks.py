@@ -4,7 +4,9 @@ diffskip sits in `module._compiled_call_impl`, the slot that `nn.Module.__call__
 `_call_impl` and where `Module.compile()` puts its compiled callable. So decisions and caches run in eager
 Python outside any compiled region: a unit the user compiled (`block.compile(fullgraph=True)`, diffusers'
 `compile_repeated_blocks()`) keeps running compiled, before or after attach(), and hooks that replace
-`forward` (accelerate offloading) stay inside, untouched. Only instance attributes change, never a class;
+`forward` (accelerate offloading) stay inside, untouched. torch.compile of a whole denoiser inlines its
+units' `forward` past that slot, so each unit's instance `forward` also routes a call that did not come
+through the slot into it: the compiled parent graph-breaks there and the unit runs under the session. Only instance attributes change, never a class;
 with no active session every wrapper calls straight through, so outputs are bit-identical.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+import torch
 from torch import nn
 
 from ..adapters import Adapter, find_adapter, resolve_units
@@ -48,7 +51,9 @@ class _Slot:
     def __init__(self, module: nn.Module, make: Callable[[_Slot], Callable]):
         self.module = module
         self.previous = module.__dict__.get(_SLOT)  # None, or a callable from Module.compile()
-        self.call = make(self)
+        # never traced: a compiled parent graph-breaks here and the session decides in eager Python (tracing
+        # through it would bake one step's decisions into the graph); a compiled `inner` still runs compiled
+        self.call = torch.compiler.disable(make(self))
         object.__setattr__(module, _SLOT, self.call)
 
     @property
@@ -82,6 +87,8 @@ class Hooked:
         self.flops: dict[tuple, tuple[float, dict[int, float]]] = {}  # measured per input signature
         self.lock = threading.Lock()
         self.timestep_index: int | None = None
+        self.inside = False  # True while a unit runs its own forward through diffskip's slot
+        self.forwards: list[tuple[nn.Module, bool, Any, Callable]] = []  # module, had own, it, trampoline
 
     def rearm(self) -> None:
         """Re-install diffskip's slots that a later `compile()` replaced (the compiled callable runs inside)."""
@@ -109,12 +116,17 @@ def attach(model: nn.Module, adapter: Adapter | None = None) -> nn.Module:
     for i, module in enumerate(resolve_units(model, h.adapter)):
         def make_unit(slot: _Slot, i: int = i) -> Callable:
             def unit_call(*args, **kwargs):
-                s = h.session
-                return slot.inner(*args, **kwargs) if s is None else s.unit_call(h.units[i], args, kwargs)
+                s, outer = h.session, h.inside
+                h.inside = True
+                try:
+                    return slot.inner(*args, **kwargs) if s is None else s.unit_call(h.units[i], args, kwargs)
+                finally:
+                    h.inside = outer
             return unit_call
         slot = _Slot(module, make_unit)
         h.slots.append(slot)
         h.units.append(Unit(i, module, inspect.signature(module.forward), slot.inner))
+        _trampoline(h, module, slot)
 
     def make_model(slot: _Slot) -> Callable:
         def model_call(*args, **kwargs):
@@ -128,6 +140,19 @@ def attach(model: nn.Module, adapter: Adapter | None = None) -> nn.Module:
     h.owners = 1
     model.__dict__[_ATTR] = h
     return model
+
+
+def _trampoline(h: Hooked, module: nn.Module, slot: _Slot) -> None:
+    """Route a unit `forward` reached without the slot (a compiled parent inlined it) into the slot."""
+    had, own, fwd = "forward" in module.__dict__, module.__dict__.get("forward"), module.forward
+
+    def forward(*args, **kwargs):
+        return fwd(*args, **kwargs) if h.inside else slot.call(*args, **kwargs)
+
+    # this frame is never traced (torch.compile goes on in `fwd`, the unit's own forward, per class)
+    forward = torch.compiler.disable(forward, recursive=False)
+    h.forwards.append((module, had, own, forward))
+    module.forward = forward
 
 
 def hooked(model: nn.Module) -> Hooked:
@@ -149,6 +174,14 @@ def detach(model: nn.Module) -> nn.Module:
         return model
     for slot in reversed(h.slots):
         slot.restore()
+    for module, had, own, trampoline in h.forwards:
+        if module.__dict__.get("forward") is not trampoline:  # a later hook wrapped it: leave it, pass-through
+            h.inside = True  # (never reset: the trampolines it still calls pass straight to the forward)
+            continue
+        if had:
+            module.forward = own
+        else:
+            del module.__dict__["forward"]
     del model.__dict__[_ATTR]
     return model
 
