@@ -1,6 +1,6 @@
 """Measure hook overhead: denoiser speed-up x executed-FLOPs fraction, timed round-robin (1.0 = time tracks FLOPs).
 
-    python samples/overhead.py --pipeline fashion-pixart --steps 20 --batch 8 --repeats 7 \
+    python -m benchmarks.overhead --pipeline fashion-pixart --steps 20 --batch 8 --repeats 7 \
         --methods diffskip/interval:every=3 diffskip/interval:every=3,forecast=1 --out docs/overhead.md
 
 Run it on a quiet machine: the bench's own timing pass shares the cores with whatever else runs.
@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--methods", nargs="+", required=True, help="method specs as in `diffskip bench --methods`")
+    p.add_argument("--methods", nargs="+", required=True, help="method specs as in `python -m benchmarks --methods`")
     p.add_argument("--out", default=None, help="also write the markdown table here")
     args = p.parse_args()
     torch.set_num_threads(1)

