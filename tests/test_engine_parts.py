@@ -1,0 +1,100 @@
+"""Each engine part on its own: clock, planner, branch cache and residual streams, FLOP meter."""
+import inspect
+
+import pytest
+import torch
+
+import diffskip
+from diffskip.engine.cache import BranchCache, Streams
+from diffskip.engine.clock import Clock, read_timestep
+from diffskip.engine.flops import FlopMeter
+from diffskip.engine.plan import Planner
+from diffskip.engine.stats import CallRecord
+from diffskip.errors import PolicyError
+
+
+def test_clock_steps_branches_and_runs():
+    c = Clock(num_steps=lambda t: int(t) // 100)
+    seen = [(c.tick(t), c.run, c.step, c.branch) for t in (900.0, 900.0, 800.0, 800.0, 700.0, 950.0, 500.0)]
+    assert seen == [(True, 0, 0, 0), (False, 0, 0, 1), (False, 0, 1, 0), (False, 0, 1, 1), (False, 0, 2, 0),
+                    (True, 1, 0, 0), (False, 1, 1, 0)]
+    assert c.num_steps == 9  # from the first timestep of the current run
+    assert read_timestep((None, torch.tensor([7.0, 7.0])), {}, "t", 1) == 7.0
+    assert read_timestep((), {"t": 3}, "t", None) == 3.0
+    with pytest.raises(TypeError, match="without its 't' argument"):
+        read_timestep((), {}, "t", None)
+
+
+def test_planner_decisions_and_streaks():
+    p = Planner(diffskip.Threshold(threshold=0.1, warmup=1), num_units=2)
+    plan, streak = p.plan(0, 5, 3, None, [])
+    assert plan == [True, True] and streak == [0, 0, 0]
+    plan, streak = p.plan(1, 5, 3, [0.5, 0.0, 0.2], streak)
+    assert plan == [(0, 2), (0, 2)] and streak == [0, 1, 0]
+    plan, streak = p.plan(2, 5, 3, [0.0, 0.0, 0.0], streak)
+    assert plan == [False, False] and streak == [1, 2, 1]
+    assert Planner(diffskip.Interval(every=2), 3).plan(1, 5, 2, None, [])[0] == [False] * 3
+
+
+def test_planner_rejects_a_policy_answer_of_the_wrong_length():
+    class Bad(diffskip.Interval):
+        def decide(self, info, unit):
+            return [True]
+
+    with pytest.raises(PolicyError, match=r"allowed: a bool, or 2 bools"):
+        Planner(Bad(), 1).plan(0, 4, 2, None, [])
+
+
+def test_branch_cache_forecast_is_exact_on_linear_change_and_per_row():
+    c = BranchCache()
+    c.store(0, torch.tensor([[1.0], [10.0]]), step=0, rows=None, forecast=True)
+    assert torch.equal(c.replay_value(0, 1, True), torch.tensor([[1.0], [10.0]]))  # one compute: slope 0
+    c.store(0, torch.tensor([[3.0], [14.0]]), step=2, rows=None, forecast=True)  # slopes 1 and 2 per step
+    assert torch.allclose(c.replay_value(0, 5, True), torch.tensor([[6.0], [20.0]]))
+    c.store(0, torch.tensor([[3.0], [24.0]]), step=6, rows=(1,), forecast=True)  # row 1 computed, row 0 kept
+    assert c.at[0] == [2, 6] and torch.allclose(c.replay_value(0, 7, True), torch.tensor([[8.0], [26.5]]))
+    assert torch.equal(c.replay_value(0, 7, False), c.values[0])
+
+
+def test_branch_cache_drift_accumulates_and_resets_per_sample():
+    c = BranchCache()
+    c.observe(torch.ones(2, 4))
+    c.observe(torch.tensor([[2.0] * 4, [1.0] * 4]))
+    c.observe(torch.tensor([[3.0] * 4, [1.0] * 4]))
+    assert torch.allclose(c.drift, torch.tensor([1.0 + 0.5, 0.0]))
+    c.reset_drift((0,))
+    assert torch.equal(c.drift, torch.zeros(2))
+
+
+def test_streams_take_residuals_on_a_cloned_input_and_replay_them():
+    def block(hidden_states):
+        hidden_states += 1.0  # in place, as some blocks do
+        return hidden_states
+
+    sig = inspect.signature(block)
+    s = Streams("hidden_states")
+    x = torch.zeros(2, 3)
+    out, res = s.compute(lambda b: block(*b.args, **b.kwargs), sig.bind(x))
+    assert torch.equal(res[0], torch.ones(2, 3))  # not zero although the input changed in place
+    assert torch.equal(s.replay(sig.bind(torch.full((2, 3), 5.0)), res), torch.full((2, 3), 6.0))
+
+
+def test_flop_meter_counts_rows_and_scales_unit_flops():
+    class U:
+        index = 1
+
+        def inner(self, x):
+            return x @ x
+
+        eager = inner
+
+    table = {}
+    m = FlopMeter(table)
+    x = torch.ones(4, 8, 8)
+    m.call(lambda v: m.run(U(), (v,), {}, 4), (x,), {}, may_measure=True)
+    total, per_unit = table[m.key]
+    assert total == per_unit[1] == 2 * 4 * 8 * 8 * 8
+    m.call(lambda v: m.run(U(), (v[:1],), {}, 1), (x,), {}, may_measure=True)  # a known key: no measuring
+    rec = CallRecord(0, 0, 1.0)
+    m.account(rec, 4, range(0, 2))
+    assert (rec.computed, rec.reused, rec.flops_run, rec.flops_full) == (1, 7, total / 4, total)
