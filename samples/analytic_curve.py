@@ -13,9 +13,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.analytic_curve import (SCHEDULERS, CurveConfig, inception_fid, prompt_accuracy, run_calibration,
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # benchmarks/, zoo/ beside diffskip/
+
+from benchmarks.analytic_curve import (SCHEDULERS, CurveConfig, inception_fid, prompt_accuracy, run_calibration,  # noqa: E402
                                      run_curve)
-from benchmarks.analytic_report import accepted_skip, calibration_plot, curve_plot, curve_table, image_grid, load_curves
+from benchmarks.analytic_report import accepted_skip, calibration_plot, curve_plot, curve_table, image_grid, load_curves  # noqa: E402
 
 
 def main() -> None:

@@ -7,8 +7,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.fashion import evaluate
-from benchmarks.report import write_report
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # benchmarks/, zoo/ beside diffskip/
+
+from benchmarks.fashion import evaluate  # noqa: E402
+from benchmarks.report import write_report  # noqa: E402
 
 HEADER = """Measured on CPU with `python samples/eval_fashion.py`. Prompts: held-out caption templates
 (never seen in training), 100 per class for prompt following (classifier `diffskip/assets/fashion-classifier`),

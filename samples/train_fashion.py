@@ -5,7 +5,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from zoo import MODELS, train_all, train_one
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # benchmarks/, zoo/ beside diffskip/
+
+from zoo import MODELS, train_all, train_one  # noqa: E402
 
 
 def main() -> None:
