@@ -98,3 +98,17 @@ def test_flop_meter_counts_rows_and_scales_unit_flops():
     rec = CallRecord(0, 0, 1.0)
     m.account(rec, 4, range(0, 2))
     assert (rec.computed, rec.reused, rec.flops_run, rec.flops_full) == (1, 7, total / 4, total)
+
+
+def test_stats_relative_to_a_reference_step_count():
+    from diffskip.engine.stats import Stats
+
+    st = Stats(num_units=4, skippable=3)
+    for step in range(5):  # 5 steps, two guidance passes each, the odd steps at 40% of a full call
+        for branch in range(2):
+            st.add(CallRecord(step, branch, 900.0 - step, flops_run=40.0 if step % 2 else 100.0, flops_full=100.0))
+    assert st.flops_fraction == pytest.approx((3 * 200 + 2 * 80) / 1000)
+    assert st.relative_to(5) == pytest.approx(st.flops_fraction)
+    assert st.relative_to(10) == pytest.approx(760 / 2000)  # against twice the steps, uncached
+    with pytest.raises(ValueError, match="full_steps=0 is invalid"):
+        st.relative_to(0)

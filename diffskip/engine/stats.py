@@ -49,6 +49,19 @@ class Stats:
             return None
         return sum(c.flops_run for c in self.calls) / sum(c.flops_full for c in self.calls)
 
+    def relative_to(self, full_steps: int) -> float | None:
+        """Executed denoiser FLOPs relative to a full run of `full_steps` steps with nothing skipped.
+
+        Compares runs with different step counts directly (e.g. 25 steps with caching against 50 plain steps);
+        steps replaced by an analytic jump cost nothing. None where FLOPs were not measured.
+        """
+        if not isinstance(full_steps, int) or full_steps < 1:
+            raise ValueError(f"full_steps={full_steps!r} is invalid; allowed: an int >= 1 (the reference run's steps).")
+        if self.flops_fraction is None:
+            return None
+        per_step = sum(c.flops_full for c in self.calls) / self.steps
+        return sum(c.flops_run for c in self.calls) / (per_step * full_steps)
+
     def per_branch(self) -> dict[int, dict[str, int]]:
         """Computed / reused skippable unit evaluations per guidance branch."""
         out: dict[int, dict[str, int]] = {}
