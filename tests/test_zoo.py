@@ -1,7 +1,6 @@
 """Offline tests of the committed Fashion-MNIST zoo: pipelines load with stock classes and generate."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch

@@ -5,7 +5,7 @@ a new run. This serves txt2img, img2img, inpainting, ControlNet, community pipel
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 

@@ -38,7 +38,12 @@ class Unit:
     index: int
     module: nn.Module
     signature: inspect.Signature
-    inner: Callable[..., Any]  # the user's compiled callable, or module._call_impl
+    slot: _Slot
+
+    @property
+    def inner(self) -> Callable[..., Any]:
+        """The user's compiled callable, or module._call_impl."""
+        return self.slot.inner
 
     def eager(self, *args, **kwargs) -> Any:
         """Run the unit uncompiled (FLOP counting runs under a dispatch mode that compiled code avoids)."""
@@ -92,11 +97,10 @@ class Hooked:
 
     def rearm(self) -> None:
         """Re-install diffskip's slots that a later `compile()` replaced (the compiled callable runs inside)."""
-        for unit, slot in zip(self.units, self.slots):
-            if slot.rearm():
+        for unit in self.units:
+            if unit.slot.rearm():
                 logger.info("unit %d of %s was compiled after attach(); its compiled call now runs inside diffskip",
                             unit.index, type(self.model).__name__)
-            unit.inner = slot.inner
         self.slots[-1].rearm()  # the model's own slot
 
 
@@ -125,7 +129,7 @@ def attach(model: nn.Module, adapter: Adapter | None = None) -> nn.Module:
             return unit_call
         slot = _Slot(module, make_unit)
         h.slots.append(slot)
-        h.units.append(Unit(i, module, inspect.signature(module.forward), slot.inner))
+        h.units.append(Unit(i, module, inspect.signature(module.forward), slot))
         _trampoline(h, module, slot)
 
     def make_model(slot: _Slot) -> Callable:
