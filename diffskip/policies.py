@@ -14,11 +14,12 @@ from typing import Callable, ClassVar, Sequence
 
 from .errors import PolicyError, short
 
-__all__ = ["Policy", "Never", "Interval", "Uniform", "Threshold", "Mask", "StepInfo", "parse", "POLICIES",
+__all__ = ["Policy", "Never", "Interval", "Uniform", "Profile", "Threshold", "Mask", "StepInfo", "parse", "POLICIES",
            "register_policy", "PolicyError"]
 
 POLICIES: dict[str, type[Policy]] = {}
-SHARED = ("head", "tail", "forecast")  # fields every policy has
+SHARED = ("head", "tail", "forecast", "final")  # fields every policy has
+FINAL = 1  # default final= (measured: docs/policies.md, "Final steps")
 MAX_SPEC = 1000  # characters; a longer spec is refused before parsing
 
 
@@ -31,6 +32,7 @@ class StepInfo:
     num_units: int  # skippable units (between the always-computed head and tail)
     drift: tuple[float, ...] | None  # per sample: accumulated relative change of the probe since its last compute
     streak: tuple[int, ...]  # per sample: consecutive steps on which it reused every skippable unit
+    rate: tuple[float, ...] | None = None  # per sample: mean per-step relative change of the probe so far
 
 
 def _knob(default, lo: float | None = None, hi: float | None = None, tip: str = ""):
@@ -83,6 +85,9 @@ class Policy:
 
     `None` keeps the adapter's default (UNets: first down block and last up block live, DeepCache-style;
     DiTs: first block live, First-Block-Cache-style).
+
+    `final` last steps compute every unit whatever the policy says: a replayed last step leaves visible noise
+    (8.6-11.4 dB lost on a held-out model, issue #12). It needs the run's step count.
     """
 
     name: ClassVar[str] = "policy"
@@ -92,6 +97,7 @@ class Policy:
     tail: int | None = _knob(None, 0, 64, "trailing units that always compute (none: the adapter's default)")
     forecast: int = _knob(0, 0, 1, "0: replay a skipped unit's cached value; 1: extrapolate it from its last two "
                                    "computes (first-order Taylor, TaylorSeer)")
+    final: int = _knob(FINAL, 0, 10000, "last steps that always compute every unit (needs the step count)")
 
     def __post_init__(self) -> None:
         for f in ("head", "tail"):
@@ -99,11 +105,16 @@ class Policy:
             _check(v is None or (isinstance(v, int) and v >= 0), self.name, f, v, "None or an int >= 0")
         _check(self.forecast in (0, 1) and isinstance(self.forecast, int), self.name, "forecast", self.forecast,
                "0 (reuse as is) or 1 (first-order Taylor forecast, TaylorSeer)")
+        _check(isinstance(self.final, int) and not isinstance(self.final, bool) and self.final >= 0, self.name,
+               "final", self.final, "an int >= 0 (last steps that compute fully)")
         self.check()
         _in_range(self)
 
     def check(self) -> None:
         """Validate the policy's own fields (raise PolicyError naming the value); the ranges are checked after."""
+
+    def check_units(self, num_units: int) -> None:
+        """Validate against the model's skippable unit count, at attach / session start (raise PolicyError)."""
 
     def decide(self, info: StepInfo, unit: int) -> bool | Sequence[bool]:
         """Return True where skippable `unit` computes at this step (or one bool per sample), on the host."""
@@ -113,7 +124,9 @@ class Policy:
         own = [f for f in dataclasses.fields(self) if f.name not in SHARED]
         shared = [f for f in dataclasses.fields(self) if f.name in SHARED]
         parts = [f"{f.name}={_fmt(getattr(self, f.name))}" for f in own + shared
-                 if getattr(self, f.name) != f.default or (own and f is own[0])]  # the main knob is always shown
+                 if (getattr(self, f.name) != f.default and not (getattr(self, f.name) is None and f in own))
+                 or (own and f is own[0] and getattr(self, f.name) is not None)]  # the main knob is always shown
+        # an own field set to None over a non-None default is implied by another field (threshold= over target=)
         return self.name + (":" + ",".join(parts) if parts else "")
 
 
@@ -154,8 +167,9 @@ class Interval(Policy):
 class Uniform(Policy):
     """Compute 1/speedup of all skippable unit-steps, spread evenly over the steps (Unified Layer Skipping).
 
-    Step 0 computes every unit; the remaining budget R becomes R // U complete refresh steps plus one
-    partial step for the remainder, spaced evenly (Bresenham) over steps 1..N-1, so the total is exact.
+    Step 0 and the `final` steps compute every unit; the remaining budget R becomes R // U complete refresh
+    steps plus one partial step for the remainder, spaced evenly (Bresenham) over the steps in between, so the
+    total is exact.
     Refreshes are step-synchronous: a per-unit staggered phase measured 22.3 dB vs 37.6 dB PSNR against the
     exact output on the embedded fashion-sd model at speedup 2 (docs/engine_fashion.md). The plan depends
     only on (step, unit, num_steps), never on the input, so batching changes nothing. Needs `num_steps`.
@@ -168,44 +182,93 @@ class Uniform(Policy):
                self.speedup, "a number >= 1.0")
 
     def budget(self, num_steps: int, num_units: int) -> int:
-        """Return how many skippable unit computations a run of `num_steps` executes."""
+        """Return how many skippable unit computations a run of `num_steps` executes (final steps included)."""
         total = num_steps * num_units
-        return min(total, max(num_units, round(total / self.speedup)))
+        fixed = (1 + min(self.final, num_steps - 1)) * num_units  # step 0 and the final steps
+        return min(total, max(fixed, round(total / self.speedup)))
 
     def decide(self, info: StepInfo, unit: int) -> bool:
         n, u_count, s = info.num_steps, info.num_units, info.step
         if n is None:
             raise PolicyError("uniform needs the number of steps of the run; it is known when the pipeline "
                               "is wrapped with DiffSkipPipeline, or pass num_steps= to diffskip.session().")
-        if s == 0 or s >= n:  # step 0 fills the cache; steps past the plan compute everything
+        m = n - min(self.final, n - 1)  # steps 1..m-1 share the budget; step 0 and the final steps compute
+        if s == 0 or s >= m:
             return True
-        full, partial = divmod(self.budget(n, u_count) - u_count, u_count)
+        fixed = (1 + n - m) * u_count
+        full, partial = divmod(self.budget(n, u_count) - fixed, u_count)
         events = full + (partial > 0)
-        j = s - 1  # position among the n - 1 steps after step 0
-        e = (j + 1) * events // (n - 1)
-        if e == j * events // (n - 1):
+        j = s - 1  # position among the m - 1 steps between step 0 and the final steps
+        e = (j + 1) * events // (m - 1)
+        if e == j * events // (m - 1):
             return False
         return not partial or e < events or unit < partial  # the last refresh is the partial one
+
+
+@register_policy("profile")
+@dataclass(frozen=True)
+class Profile(Policy):
+    """Reuse the least relevant units first, by measured skip impact (Learning-to-Cache; RelaCtrl relevance).
+
+    `rank` lists the skippable units, most relevant first (`diffskip.relevance` measures it; empty: depth
+    order). Between full refreshes every `every` steps, only the `keep` most relevant units compute.
+    """
+
+    rank: str = _knob("", tip="skippable units, most relevant first, dot-separated, e.g. '3.0.2.1' "
+                              "(diffskip.relevance measures it; empty: depth order)")
+    keep: int = _knob(1, 0, 1000, "most relevant units that compute at every step")
+    every: int = _knob(0, 0, 1000, "compute every unit every N-th step (0: only step 0 and the final steps)")
+
+    def check(self) -> None:
+        parts = self.rank.split(".") if isinstance(self.rank, str) and self.rank else []
+        ok = isinstance(self.rank, str) and all(p.isascii() and p.isdigit() for p in parts) and \
+            len(set(parts)) == len(parts)
+        _check(ok, self.name, "rank", self.rank, "distinct unit indices separated by dots, e.g. '3.0.2.1'")
+        object.__setattr__(self, "_order", tuple(int(p) for p in parts))
+        for f in ("keep", "every"):
+            v = getattr(self, f)
+            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 0, self.name, f, v, "an int >= 0")
+
+    def check_units(self, num_units: int) -> None:
+        _check(not self._order or sorted(self._order) == list(range(num_units)), self.name, "rank", self.rank,
+               f"empty or each of this model's {num_units} skippable units 0..{num_units - 1} once")
+
+    def decide(self, info: StepInfo, unit: int) -> bool:
+        s = info.step
+        if s == 0 or (self.every and s % self.every == 0):
+            return True
+        order = self._order or tuple(range(info.num_units))
+        return order.index(unit) < self.keep
 
 
 @register_policy("threshold")
 @dataclass(frozen=True)
 class Threshold(Policy):
-    """Compute a sample when its probe's accumulated relative change exceeds `threshold` (FBC, TeaCache).
+    """Compute a sample when its probe's accumulated relative change is large (First-Block-Cache, TeaCache).
 
-    The probe is the first unit's output (UNets) or residual (DiTs). Decided per sample: in a batch, the
-    samples that drifted recompute and the others reuse. `max_streak` (0 = no limit) caps consecutive reuse.
+    The probe is the first unit's output (UNets) or residual (DiTs). `target` (default) normalises the drift
+    by its mean per-step change so far and computes once it reaches 1/target - 1/2 (the overshoot past a
+    level averages half a step): about `target` of the steps compute, on any model. `threshold` instead gates the raw drift (scale depends on the model). Decided per
+    sample: in a batch, the samples that drifted recompute and the others reuse. `max_streak` caps reuse.
     """
 
     needs_drift: ClassVar[bool] = True
-    threshold: float = _knob(0.1, 0.0, 10.0, "recompute a sample when its probe's accumulated relative change "
-                                               "exceeds this")
+    target: float | None = _knob(0.5, 0.01, 1.0, "fraction of steps that compute: recompute once the drift "
+                                                 "reaches 1/target - 1/2 times its mean per-step change")
+    threshold: float | None = _knob(None, 0.0, 10.0, "absolute gate on the raw accumulated drift instead "
+                                                     "of target (its scale depends on the model)")
     warmup: int = _knob(1, 1, 10000, "leading steps that always compute")
     max_streak: int = _knob(0, 0, 10000, "most consecutive reused steps (0: no limit)")
 
     def check(self) -> None:
-        _check(isinstance(self.threshold, (int, float)) and self.threshold >= 0, self.name, "threshold",
-               self.threshold, "a number >= 0")
+        if self.threshold is not None and self.target == 0.5:  # threshold= alone: the absolute gate
+            object.__setattr__(self, "target", None)
+        _check((self.target is None) != (self.threshold is None), self.name, "target", self.target,
+               "exactly one of target= (fraction of steps, default 0.5) and threshold= (absolute drift)")
+        for f in ("target", "threshold"):
+            v = getattr(self, f)
+            _check(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0), self.name,
+                   f, v, "a number >= 0")
         _check(isinstance(self.warmup, int) and self.warmup >= 1, self.name, "warmup", self.warmup, "an int >= 1")
         _check(isinstance(self.max_streak, int) and self.max_streak >= 0, self.name, "max_streak",
                self.max_streak, "an int >= 0 (0 = unlimited)")
@@ -214,8 +277,13 @@ class Threshold(Policy):
     def decide(self, info: StepInfo, unit: int) -> bool | Sequence[bool]:
         if info.step < self.warmup or info.drift is None:
             return True
-        return [d > self.threshold or (self.max_streak > 0 and k >= self.max_streak)
-                for d, k in zip(info.drift, info.streak)]
+        if self.threshold is not None:
+            over = [d > self.threshold for d in info.drift]
+        else:
+            rate = info.rate or (0.0,) * len(info.drift)
+            level = 1 / self.target - 0.5  # renewal correction: the overshoot past the level averages half a step
+            over = [d >= r * level * (1 - 1e-9) for d, r in zip(info.drift, rate)]
+        return [o or (self.max_streak > 0 and k >= self.max_streak) for o, k in zip(over, info.streak)]
 
 
 @register_policy("mask")

@@ -19,7 +19,7 @@ def test_never_and_detached_are_bitwise_equal_and_interval_reuses(kind):
     plain_attached = denoise(model, kind)  # attached, no session: inert
     with diffskip.session(model, diffskip.Never()) as s:
         never = denoise(model, kind)
-    with diffskip.session(model, "interval:every=3") as s3:
+    with diffskip.session(model, "interval:every=3,final=0") as s3:
         fast = denoise(model, kind)
     diffskip.detach(model)
     detached = denoise(model, kind)
@@ -47,7 +47,7 @@ def test_interval_computes_middle_span_ceil_n_over_3_times(kind, steps):
     model = diffskip.attach(build(kind))
     h = hooked(model)
     counts = _count_runs([u.module for u in h.units])
-    with diffskip.session(model, diffskip.Interval(every=3)) as s:
+    with diffskip.session(model, diffskip.Interval(every=3, final=0)) as s:
         denoise(model, kind, steps=steps)
     head, tail = s.head, s.tail
     n = len(counts)
@@ -85,7 +85,7 @@ def test_register_custom_model_in_a_few_lines():
     diffskip.register(ToyNet, units=["blocks"], reuse="residual", timestep="t")
     net = diffskip.attach(ToyNet())
     x = torch.randn(2, 3, 8)
-    with diffskip.session(net, "interval:every=2") as s:
+    with diffskip.session(net, "interval:every=2,final=0") as s:
         for t in (900.0, 600.0, 300.0, 100.0):
             net(x, t)
     assert [b.calls for b in net.blocks] == [4, 2, 2, 2, 2]
@@ -98,7 +98,7 @@ def test_inplace_block_residual_is_right_and_reuse_fires(inplace):
     torch.manual_seed(0)
     net = diffskip.attach(ToyNet(inplace=inplace))
     x = torch.randn(2, 3, 8)
-    with torch.no_grad(), diffskip.session(net, diffskip.Interval(every=2, head=1)) as s:
+    with torch.no_grad(), diffskip.session(net, diffskip.Interval(every=2, head=1, final=0)) as s:
         full0 = net(x.clone(), 900.0)
         skip1 = net(x.clone(), 800.0)  # blocks 1.. replay residuals cached at t=900
         res = s.branches[0].values

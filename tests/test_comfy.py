@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 import json
 import os
 import subprocess
@@ -43,7 +44,8 @@ def test_one_node_per_policy_with_inputs_generated_from_the_dataclass():
             assert opts["tooltip"].startswith(f.metadata["tooltip"])
             lo, hi = f.metadata["range"]
             if kind != "STRING":
-                assert opts["max"] == hi and opts["min"] == (dc.NONE if f.default is None else lo)
+                optional = type(None) in typing.get_args(typing.get_type_hints(cls)[name])
+                assert opts["max"] == hi and opts["min"] == (dc.NONE if optional else lo)
     interval = dc.NODE_CLASS_MAPPINGS["DiffSkipInterval"].INPUT_TYPES()["required"]
     assert interval["every"] == ("INT", {"default": 3, "tooltip": interval["every"][1]["tooltip"], "min": 1,
                                          "max": 1000, "step": 1})
@@ -60,9 +62,9 @@ def test_policy_node_patches_a_clone_only_and_counts_exactly(kind, units, skippa
     assert "forward" not in p.model.diffusion_model.__dict__  # nothing attached before sampling
     out = fc.sample(fast)
     st = dc.last_stats(fast)
-    # 6 steps, CFG batch 2, compute at steps 0 and 3
+    # 6 steps, CFG batch 2, compute at steps 0 and 3 and the final step 5
     assert (st.steps, st.num_units, st.skippable) == (6, units, skippable)
-    assert (st.computed, st.reused) == (2 * skippable * 2, 4 * skippable * 2)
+    assert (st.computed, st.reused) == (3 * skippable * 2, 3 * skippable * 2)
     assert st.flops_fraction < 0.8
     assert not torch.equal(out, base) and (out - base).abs().max() < base.abs().max()
     assert torch.equal(fc.sample(p), base)  # the unpatched clone still runs at full cost, bit-exact
@@ -80,7 +82,7 @@ def test_comfy_unet_units_are_the_layers_comfy_calls_and_the_shallow_path_stays_
     fc.sample(_node("DiffSkipInterval", p, every=3))
     assert calls["output_blocks.3.0"] == calls["output_blocks.3.1"] == 6  # last output block: every step
     assert calls["input_blocks.1.0"] == 6  # the head layer (drift probe)
-    assert calls["middle_block.1"] == calls["output_blocks.0.0"] == calls["input_blocks.3.1"] == 2
+    assert calls["middle_block.1"] == calls["output_blocks.0.0"] == calls["input_blocks.3.1"] == 3  # 0, 3, 5
 
 
 def test_inplace_flux_blocks_give_the_same_result_as_out_of_place_ones():
@@ -121,7 +123,7 @@ def test_chained_nodes_compose_with_other_wrappers_and_the_later_policy_wins():
     assert str(dc._run_of(second).policy) == "uniform:speedup=3.0"
     assert st2.computed == diffskip.Uniform(speedup=3.0).budget(6, 14) * 2
     fc.sample(first)  # the earlier clone keeps its own policy
-    assert (dc.last_stats(first).computed, dc.last_stats(first).reused) == (3 * 14 * 2, 3 * 14 * 2)
+    assert (dc.last_stats(first).computed, dc.last_stats(first).reused) == (4 * 14 * 2, 2 * 14 * 2)  # 0, 2, 4, 5
 
 
 def test_legacy_unet_function_wrapper_fallback_matches_and_chains():
@@ -139,7 +141,7 @@ def test_legacy_unet_function_wrapper_fallback_matches_and_chains():
     out = fc.sample(fast)
     assert torch.allclose(out, expect, atol=1e-6) and len(seen) == 6
     st = dc.last_stats(fast)
-    assert (st.computed, st.reused) == (2 * 14 * 2, 4 * 14 * 2)
+    assert (st.computed, st.reused) == (3 * 14 * 2, 3 * 14 * 2)  # steps 0, 3 and the final step 5
     fc.sample(fast)  # a second run: the step clock starts a new run by itself
     assert dc.last_stats(fast).steps == 6
 

@@ -22,17 +22,20 @@ def test_interval_table():
     assert [p.decide(info(s), 0) for s in range(10)] == [1, 1, 1, 0, 0, 1, 0, 0, 1, 1]
 
 
-def test_uniform_budget_is_exact_and_step_synchronous():
-    p = diffskip.Uniform(speedup=2)
+@pytest.mark.parametrize("final", [0, 1, 2])
+def test_uniform_budget_is_exact_and_step_synchronous(final):
+    p = diffskip.Uniform(speedup=2, final=final)
     for n, u in [(10, 4), (7, 3), (25, 5), (4, 1), (9, 2)]:
         table = [[p.decide(info(s, n, u), k) for k in range(u)] for s in range(n)]
-        assert sum(map(sum, table)) == p.budget(n, u) == max(u, round(n * u / 2))
+        fixed = (1 + min(final, n - 1)) * u
+        assert sum(map(sum, table)) == p.budget(n, u) == max(fixed, round(n * u / 2))
+        assert all(all(row) for row in table[n - final:])  # the final steps compute every unit
         partial = [row for row in table if 0 < sum(row) < u]
         assert len(partial) <= 1 and all(row == sorted(row, reverse=True) for row in partial)
         assert sum(any(row) for row in table) >= n / 2  # refreshes spread over at least half of the steps
-        refresh = [s for s, row in enumerate(table) if any(row)]
+        refresh = [s for s, row in enumerate(table[:n - final]) if any(row)]
         gaps = [b - a for a, b in zip(refresh, refresh[1:])]
-        assert not gaps or max(gaps) - min(gaps) <= 1  # evenly spaced
+        assert not gaps or max(gaps) - min(gaps) <= 1  # evenly spaced before the final steps
 
 
 def test_threshold_per_sample_and_max_streak():
@@ -45,8 +48,8 @@ def test_threshold_per_sample_and_max_streak():
 @pytest.mark.parametrize("spec,match", [
     ("interval:every=0", r"every=0 is invalid; allowed: an int >= 1"),
     ("interval:every=x", r"every='x' is not a valid int"),
-    ("interval:evry=2", r"bad option 'evry=2'; allowed keys: \['end', 'every', 'forecast', 'head', 'start', 'tail'\]"),
-    ("fastest", r"unknown policy 'fastest'; allowed: \['interval', 'mask', 'never', 'threshold', 'uniform'\]"),
+    ("interval:evry=2", r"bad option 'evry=2'; allowed keys: \['end', 'every', 'final', 'forecast', 'head', 'start', 'tail'\]"),
+    ("fastest", r"unknown policy 'fastest'; allowed: \['interval', 'mask', 'never', 'profile', 'threshold', 'uniform'\]"),
     ("uniform:speedup=0.5", r"speedup=0.5 is invalid; allowed: a number >= 1.0"),
     ("threshold:threshold=-1", r"threshold=-1.0 is invalid"),
     ("threshold:head=0", r"head=0 is invalid"),
@@ -67,4 +70,4 @@ def test_mask_past_its_end_raises_and_uniform_needs_steps():
 
 
 def test_registry_lists_all_policies():
-    assert sorted(POLICIES) == ["interval", "mask", "never", "threshold", "uniform"]
+    assert sorted(POLICIES) == ["interval", "mask", "never", "profile", "threshold", "uniform"]

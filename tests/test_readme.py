@@ -8,4 +8,4 @@ def test_register_example_runs(capsys):
     code = re.search(r"<!-- register-example -->\n```python\n(.*?)```", text, re.S).group(1)
     exec(compile(code, "README-register-example", "exec"), {})
     out = capsys.readouterr().out
-    assert "steps=4" in out and "computed=20 reused=20" in out
+    assert "steps=4" in out and "computed=30 reused=10" in out

@@ -21,7 +21,7 @@ def test_threshold_recomputes_only_the_fast_changing_sample():
     net.blocks[2].lin.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[0]))
     g = torch.Generator().manual_seed(1)
     slow = torch.randn(1, 3, 8, generator=g)
-    pol = diffskip.Threshold(threshold=0.05, warmup=1)
+    pol = diffskip.Threshold(threshold=0.05, warmup=1, final=0)
     with torch.no_grad(), diffskip.session(net, pol) as s:
         outs = []
         for k, t in enumerate((900.0, 899.0, 898.0, 897.0, 896.0)):  # the slow row barely moves
@@ -43,7 +43,7 @@ def test_separate_guidance_passes_keep_separate_caches():
     model = diffskip.attach(build("pixart"))
     x, kw = inputs("pixart", 1)
     uncond = dict(kw, encoder_hidden_states=torch.zeros_like(kw["encoder_hidden_states"]))
-    with torch.no_grad(), diffskip.session(model, "interval:every=2") as s:
+    with torch.no_grad(), diffskip.session(model, "interval:every=2,final=0") as s:
         for t in (900.0, 700.0, 500.0):
             ts = torch.tensor([t])
             model(x, timestep=ts, return_dict=False, **kw)  # cond pass
@@ -58,7 +58,7 @@ def test_separate_guidance_passes_keep_separate_caches():
 def test_batched_cfg_2b_decides_rows_independently():
     net = _toy()
     x = torch.randn(4, 3, 8)  # a CFG batch 2B: rows 0-1 uncond, 2-3 cond
-    with torch.no_grad(), diffskip.session(net, "threshold:threshold=0.5") as s:
+    with torch.no_grad(), diffskip.session(net, "threshold:threshold=0.5,final=0") as s:
         for t in (900.0, 800.0):
             net(x, t)
         assert s.branches[0].drift.shape == (4,)
@@ -81,7 +81,7 @@ def test_uniform_half_compute_spread_and_batch_independent():
 
 def test_flops_fraction_counts_executed_units():
     model = diffskip.attach(build("pixart"))
-    with diffskip.session(model, "interval:every=3") as s:
+    with diffskip.session(model, "interval:every=3,final=0") as s:
         denoise(model, "pixart", b=2, steps=6)
     full = s.stats.calls[0].flops_full
     run = [c.flops_run for c in s.stats.calls]
@@ -93,7 +93,7 @@ def test_flops_fraction_counts_executed_units():
 
 def test_new_run_is_detected_from_a_larger_timestep():
     net = _toy()
-    with diffskip.session(net, "interval:every=2") as s:
+    with diffskip.session(net, "interval:every=2,final=0") as s:
         for t in (900.0, 500.0, 100.0, 900.0, 500.0):
             net(torch.randn(1, 3, 8), t)
     assert len(s.history) == 1 and s.history[0].steps == 3 and s.stats.steps == 2
@@ -113,7 +113,7 @@ def test_sessions_do_not_nest_and_need_attach():
 def test_head_plus_tail_larger_than_units_raises():
     net = _toy(depth=3)
     with pytest.raises(ValueError, match=r"head=2 \+ tail=2 exceeds the 3 units"):
-        with diffskip.session(net, "interval:head=2,tail=2"):
+        with diffskip.session(net, "interval:head=2,tail=2,final=0"):
             pass
 
 
@@ -124,7 +124,7 @@ def test_threshold_sub_batch_on_real_adapters(kind):
     x, kw = stacked_inputs(kind, [0, 1])
     name = "sample" if kind.startswith("unet") else "hidden_states"
     g = torch.Generator().manual_seed(5)
-    with torch.no_grad(), diffskip.session(model, "threshold:threshold=0.02") as s:
+    with torch.no_grad(), diffskip.session(model, "threshold:threshold=0.02,final=0") as s:
         for t in (900.0, 899.99, 899.98):
             x = torch.cat([torch.randn(x[:1].shape, generator=g), x[1:]])  # row 0 changes, row 1 does not
             tt = torch.tensor([t / 1000 if kind == "flux" else t] * 2)
@@ -167,9 +167,9 @@ def test_forecast_extrapolates_exactly_where_the_cached_value_is_linear_in_the_s
     net = diffskip.attach(DriftNet())
     x, ts = torch.randn(2, 8), [900.0 - 100 * k for k in range(8)]
     with torch.no_grad():
-        with diffskip.session(net, mode) as plain:
+        with diffskip.session(net, mode + ",final=0") as plain:
             reuse = [net(x, t) for t in ts]
-        with diffskip.session(net, mode + ",forecast=1") as fc:
+        with diffskip.session(net, mode + ",forecast=1,final=0") as fc:
             forecast = [net(x, t) for t in ts]
         diffskip.detach(net)
         exact = [net(x, t) for t in ts]
@@ -202,7 +202,7 @@ def test_forecast_with_per_sample_plans_extrapolates_from_computed_values_only(r
     net = diffskip.attach(DriftNet())
     x, ts = torch.randn(2, 8), [900.0 - 100 * k for k in range(9)]
     with torch.no_grad():
-        with diffskip.session(net, _RowPlan(head=0, tail=0, forecast=1)) as s:
+        with diffskip.session(net, _RowPlan(head=0, tail=0, forecast=1, final=0)) as s:
             forecast = [net(x, t) for t in ts]
         diffskip.detach(net)
         exact = [net(x, t) for t in ts]

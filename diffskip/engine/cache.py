@@ -24,6 +24,8 @@ class BranchCache:
         self.at: dict[int, list[int]] = {}  # forecast: per row, the step of the unit's last compute
         self.probe: torch.Tensor | None = None
         self.drift: torch.Tensor | None = None  # (B,) accumulated relative change of the probe, on the device
+        self.rate_sum: torch.Tensor | None = None  # (B,) summed per-step relative change (for its running mean)
+        self.rate_count = 0
         self.streak: list[int] = []  # per sample: consecutive steps that reused every skippable unit
         self.plan: list | None = None
         self.plan_step: tuple[int, int] = (-1, -1)  # (run, step) the plan is for
@@ -65,6 +67,8 @@ class BranchCache:
             prev = self.probe.flatten(1)
             rel = (p.flatten(1) - prev).abs().mean(1) / prev.abs().mean(1).clamp_min(1e-12)
             self.drift = rel if self.drift is None else self.drift + rel
+            self.rate_sum = rel if self.rate_sum is None else self.rate_sum + rel
+            self.rate_count += 1
         self.probe = p
 
     def reset_drift(self, computed: bool | tuple) -> None:

@@ -38,11 +38,20 @@ class Planner:
         self.num_units = num_units
 
     def plan(self, step: int, num_steps: int | None, batch: int, drift: Sequence[float] | None,
-             streak: list[int]) -> tuple[list[Decision], list[int]]:
-        """Return the decisions per skippable unit and the updated per-sample streaks."""
+             streak: list[int], rate: Sequence[float] | None = None) -> tuple[list[Decision], list[int]]:
+        """Return the decisions per skippable unit and the updated per-sample streaks.
+
+        The policy's `final` last steps compute every unit whatever it decides.
+        """
         if len(streak) != batch:
             streak = [0] * batch
-        info = StepInfo(step, num_steps, self.num_units, None if drift is None else tuple(drift), tuple(streak))
+        if self.policy.final and self.policy.reuses and num_steps is None:
+            raise PolicyError(f"{self.policy}: final={self.policy.final} needs the run's number of steps, which "
+                              f"is unknown here; pass num_steps= to diffskip.session(), or set final=0.")
+        if self.policy.final and step >= num_steps - self.policy.final:
+            return [True] * self.num_units, [0] * batch
+        info = StepInfo(step, num_steps, self.num_units, None if drift is None else tuple(drift), tuple(streak),
+                        None if rate is None else tuple(rate))
         plan = [_normalise(self.policy.decide(info, u), batch, self.policy.name) for u in range(self.num_units)]
         computed = [False] * batch
         for d in plan:

@@ -31,6 +31,7 @@ def resolve_span(policy: Policy, adapter, num_units: int, model_name: str) -> tu
                           f"allowed: head + tail <= {num_units}. Fix: lower head= / tail=.")
     if policy.needs_drift and head < 1:
         raise PolicyError(f"{policy.name} needs head >= 1 (the first unit is its probe); got head=0.")
+    policy.check_units(num_units - head - tail)
     return head, tail
 
 
@@ -46,6 +47,10 @@ class Session:
         self.skippable = range(self.head, n - self.tail)
         self.num_units = len(self.skippable)
         self.streams = Streams(h.adapter.streams) if h.adapter.reuse == "residual" else None
+        if self.policy.final and self.policy.reuses and num_steps is None:
+            raise PolicyError(f"{self.policy}: final={self.policy.final} computes the last steps fully, so the "
+                              f"session needs the run's step count: pass num_steps=N to diffskip.session(), "
+                              f"or set final=0 in the policy.")
         self.clock = Clock(num_steps)
         self.planner = Planner(self.policy, self.num_units)
         self.meter = FlopMeter(h.flops, count_flops)
@@ -137,8 +142,10 @@ class Session:
         """Decide this step's plan for a branch once (the only host read: drift, for drift-gated policies)."""
         if br.plan is not None and br.plan_step == (self.clock.run, self.step):
             return br.plan
-        drift = br.drift.tolist() if (self.policy.needs_drift and br.drift is not None) else None
-        br.plan, br.streak = self.planner.plan(self.step, self.num_steps, self.batch, drift, br.streak)
+        drift = rate = None
+        if self.policy.needs_drift and br.drift is not None:  # one host read for both
+            drift, rate = torch.stack([br.drift, br.rate_sum / max(br.rate_count, 1)]).tolist()
+        br.plan, br.streak = self.planner.plan(self.step, self.num_steps, self.batch, drift, br.streak, rate)
         br.plan_step = (self.clock.run, self.step)
         if br.plan:
             br.reset_drift(br.plan[0])
