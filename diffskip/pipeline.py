@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 DENOISERS = ("transformer", "unet")  # component names searched, in order
 CALL_DEFAULTS = "diffskip_call.json"  # a model folder's own call options (e.g. a non-standard PixArt size)
 _OWN = frozenset({"pipe", "policy", "denoiser", "denoiser_name", "count_flops", "skip", "last_stats",
-                  "call_defaults"})  # attributes of the wrapper; every other write goes to the wrapped pipeline
+                  "call_defaults", "source"})  # attributes of the wrapper; every other write goes to the wrapped pipeline
 
 
 def find_denoiser(pipe: Any, name: str | None = None) -> tuple[str, nn.Module]:
@@ -82,6 +82,7 @@ class DiffSkipPipeline:
         count_flops: measure executed vs full denoiser FLOPs into `last_stats`.
         skip: a `GaussianSkip` replacing the first steps with the Gaussian closed-form jump.
         call_defaults: call options applied to every call unless given (a model folder's diffskip_call.json).
+        source: the model folder, where the Gaussian statistics of analytic skipping are looked up.
 
     Attribute reads and writes other than the wrapper's own go to the wrapped pipeline
     (`fast.scheduler = DPMSolverMultistepScheduler.from_config(...)` changes the pipeline's scheduler).
@@ -89,7 +90,7 @@ class DiffSkipPipeline:
 
     def __init__(self, pipe: Any, policy: Policy | str = "never", denoiser: str | None = None,
                  count_flops: bool = True, skip: GaussianSkip | None = None,
-                 call_defaults: dict[str, Any] | None = None):
+                 call_defaults: dict[str, Any] | None = None, source: str | None = None):
         self.__dict__["pipe"] = pipe  # set first: attribute access falls through to it
         name, model = find_denoiser(pipe, denoiser)
         self.__dict__["denoiser_name"] = name
@@ -100,19 +101,69 @@ class DiffSkipPipeline:
             raise TypeError(f"skip must be a diffskip.GaussianSkip or None, got {type(skip).__name__}.")
         self.skip = skip
         self.call_defaults = dict(call_defaults or {})
+        self.source = source or getattr(getattr(pipe, "config", None), "_name_or_path", None)
         self.last_stats: Stats | None = None
 
     @classmethod
     def from_pretrained(cls, path: str, policy: Policy | str = "never", denoiser: str | None = None,
-                        skip: GaussianSkip | None = None, **kwargs) -> DiffSkipPipeline:
-        """Load a diffusers pipeline (an embedded name like 'fashion-sd', a folder or a hub id) and wrap it."""
+                        skip: GaussianSkip | None = None, plan: str | None = None, **kwargs) -> DiffSkipPipeline:
+        """Load a diffusers pipeline (an embedded name like 'fashion-sd', a folder or a hub id) and wrap it.
+
+        `plan`: a plan file from `tune` / `diffskip tune` (policy, steps, scheduler, jump), applied on load.
+        """
         from diffusers import DiffusionPipeline
 
-        policy = parse(policy)  # a bad spec fails before any weights load
+        from .plans import load_plan
+
+        policy = parse(policy)  # a bad spec or plan fails before any weights load
+        data = load_plan(plan) if plan is not None else None
         folder = resolve_model(path)
         pipe = DiffusionPipeline.from_pretrained(folder, **kwargs)
         _maybe_xformers(pipe)
-        return cls(pipe, policy, denoiser=denoiser, skip=skip, call_defaults=read_call_defaults(folder))
+        fast = cls(pipe, policy, denoiser=denoiser, skip=skip, call_defaults=read_call_defaults(folder), source=folder)
+        if data is not None:
+            fast.apply_plan(data)
+        return fast
+
+    def gaussian_stats(self, required: bool = True):
+        """Return the model folder's GaussianStats (analytic skipping), or None / raise when it has none."""
+        from .analytic import GaussianStats
+
+        folder = Path(self.source) if self.source else None
+        if folder is not None and (folder / "diffskip_gaussian.json").is_file():
+            return GaussianStats.load(folder)
+        if required:
+            raise SessionError(f"no Gaussian statistics in {self.source!r}; fit them with `diffskip fit-gaussian` "
+                               f"or tune with jumps=False.")
+        return None
+
+    def apply_plan(self, plan: str | Path | dict) -> None:
+        """Use a tuned plan (a plan file or its dict): policy, step count, scheduler and analytic jump."""
+        from .plans import load_plan, use_scheduler
+
+        data = load_plan(plan) if not isinstance(plan, dict) else plan
+        self.policy = data["policy"]
+        self.skip = GaussianSkip(self.gaussian_stats(), data["skip"]) if data.get("skip") else None
+        use_scheduler(self.pipe, data.get("scheduler"))
+        self.call_defaults["num_inference_steps"] = data["num_steps"]
+
+    def tune(self, prompts: list[str], budget: float = 0.35, num_inference_steps: int | None = None,
+             heldout: list[str] | None = None, save: str | Path | None = None, **kwargs):
+        """Find the best plan within `budget` of the FLOPs of `num_inference_steps` plain steps (diffskip.tune).
+
+        Searches steps x policy x scheduler (own, DPM-Solver++) x analytic jump on `prompts`, validates on
+        `heldout`, saves the plan JSON to `save`; returns the TuneResult. Does not change this pipeline
+        (call `apply_plan(result_path)` to use it). Options: seed, schedulers, jumps, profile, call kwargs.
+        """
+        from .plans import save_plan, tune_pipeline
+
+        steps = num_inference_steps or self.call_defaults.get("num_inference_steps") or _default_steps(self.pipe)
+        call = {k: v for k, v in self.call_defaults.items() if k != "num_inference_steps"}
+        opts = {k: kwargs.pop(k) for k in ("seed", "schedulers", "jumps", "profile") if k in kwargs}
+        result = tune_pipeline(self, list(prompts), budget, steps, heldout=heldout, **opts, **{**call, **kwargs})
+        if save is not None:
+            save_plan(result, save, model=self.source)
+        return result
 
     @classmethod
     def from_pipe(cls, pipe: Any, policy: Policy | str = "never", denoiser: str | None = None,
@@ -167,6 +218,16 @@ class DiffSkipPipeline:
         skip = f", skip={self.skip}" if self.skip is not None else ""
         return (f"DiffSkipPipeline({type(self.pipe).__name__}, policy={self.policy}, "
                 f"denoiser={self.denoiser_name}{skip})")
+
+
+def _default_steps(pipe: Any) -> int:
+    """The pipeline's own default num_inference_steps (from its __call__ signature)."""
+    import inspect
+
+    p = inspect.signature(pipe.__call__).parameters.get("num_inference_steps")
+    if p is None or not isinstance(p.default, int):
+        raise SessionError(f"{type(pipe).__name__} has no default num_inference_steps; pass num_inference_steps=.")
+    return p.default
 
 
 def _maybe_xformers(pipe: Any) -> None:

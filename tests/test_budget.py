@@ -95,3 +95,94 @@ def test_profile_keeps_the_most_relevant_units_and_checks_its_rank_against_the_m
     for bad in ("profile:rank=1.1", "profile:rank=a.b", "profile:keep=-1"):
         with pytest.raises(PolicyError):
             diffskip.parse(bad)
+
+
+def _loop(net, seed: int = 0):
+    """A user's own sampling loop: Euler steps of a toy flow from seeded noise."""
+    def run(n: int) -> torch.Tensor:
+        x = torch.randn(2, 3, 8, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            for i in range(n):
+                t = 1000.0 * (1 - i / n)
+                x = x + (net(x, t) - x) * 0.3 * 8 / n
+        return x
+    return run
+
+
+def test_tune_never_loses_to_fewer_steps_and_reports_every_candidate():
+    net = _attach(6)
+    res = diffskip.tune(net, _loop(net), budget=0.5, full_steps=16, validate=_loop(net, seed=1))
+    fewer = res.best_fewer_steps()
+    assert fewer is not None and fewer.num_steps == 8 and fewer.policy == "never"
+    assert res.flops <= 0.5 + 1e-9 and res.psnr >= fewer.psnr  # never worse than fewer steps on calibration
+    assert len(res.table) >= 5 and all(t.flops is not None for t in res.table if t.error is None)
+    assert {t.policy.split(":")[0] for t in res.table} >= {"never", "uniform", "interval", "threshold", "profile"}
+    assert set(res.heldout) == {"psnr", "fewer_steps_psnr", "margin_db"}
+    assert res.heldout["margin_db"] == pytest.approx(res.heldout["psnr"] - res.heldout["fewer_steps_psnr"])
+    again = diffskip.tune(net, _loop(net), budget=0.5, full_steps=16)
+    assert (again.policy, again.num_steps, again.psnr) == (res.policy, res.num_steps, res.psnr)  # deterministic
+    diffskip.detach(net)
+
+
+def test_tune_rejects_bad_budgets_and_unattached_models():
+    net = _attach(4)
+    for bad in (0, 1.5, float("nan"), "half"):
+        with pytest.raises(diffskip.errors.DiffSkipError, match="budget="):
+            diffskip.tune(net, _loop(net), budget=bad, full_steps=10)
+    diffskip.detach(net)
+    with pytest.raises(diffskip.errors.DiffSkipError, match="not attached"):
+        diffskip.tune(ToyNet(), _loop(net), budget=0.5, full_steps=10)
+
+
+def test_relevance_ranks_the_unit_whose_reuse_hurts_most_first():
+    net = _attach(4)
+    with torch.no_grad():
+        net.blocks[2].lin.weight.mul_(8.0)  # unit 1 of the skippable 3 changes the output most
+    rank, scores = diffskip.relevance(net, _loop(net), 12)
+    assert rank.split(".")[0] == "1" and len(scores) == 3 and min(scores) == scores[1]
+    diffskip.detach(net)
+
+
+def test_pipeline_tune_saves_a_plan_that_the_pipeline_cli_and_comfyui_load(tmp_path, capsys):
+    import json
+
+    from diffskip.cli import main
+    from diffskip.comfy import NODE_CLASS_MAPPINGS
+    from diffskip.plans import load_plan
+
+    plan = tmp_path / "plan.json"
+    assert main(["tune", "--model", "tiny-sd", "--steps", "6", "--budget", "0.5", "--prompt", "a cat",
+                 "--heldout", "a dog", "--out", str(plan)]) == 0
+    out = capsys.readouterr().out
+    data = load_plan(plan)
+    assert "plan: " in out and "3 steps never" in out  # the fewer-steps baseline is always measured
+    assert data["flops"] <= 0.5 + 1e-9 and data["budget"] == 0.5 and data["full_steps"] == 6
+    assert data["heldout"]["prompts"] == 1 and {"never", "uniform"} <= {t["policy"].split(":")[0] for t in data["table"]}
+    fewer = max(t["psnr"] for t in data["table"] if t["policy"] == "never" and t["flops"] <= 0.5 + 1e-9)
+    assert data["psnr"] >= fewer
+    with pytest.raises(SystemExit) as e:  # refuses to replace it
+        main(["tune", "--model", "tiny-sd", "--steps", "6", "--out", str(plan)])
+    assert e.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert main(["generate", "--model", "tiny-sd", "--plan", str(plan), "--no-baseline", "--prompt", "a cat",
+                 "--out", str(tmp_path / "g")]) == 0
+    report = json.loads((tmp_path / "g" / "stats.json").read_text())
+    assert report["policy"] == data["policy"] and report["steps"] == data["num_steps"]
+    node = NODE_CLASS_MAPPINGS["DiffSkipPlan"]()
+    data["skip"] = 2
+    bad = tmp_path / "jump.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(diffskip.errors.DiffSkipError, match="--no-jumps"):
+        node.apply(object(), str(bad))
+
+
+@pytest.mark.parametrize("content,match", [("{", "cannot be read"), ('{"format": "x"}', "not a diffskip plan"),
+                                           ('{"format": "diffskip-plan/1", "policy": "interval:every=0"}', "every=0"),
+                                           ('{"format": "diffskip-plan/1", "policy": "never", "num_steps": 0}',
+                                            "num_steps=0")])
+def test_bad_plan_files_fail_with_the_reason(tmp_path, content, match):
+    from diffskip.plans import load_plan
+
+    p = tmp_path / "p.json"
+    p.write_text(content)
+    with pytest.raises(diffskip.errors.DiffSkipError, match=match):
+        load_plan(p)

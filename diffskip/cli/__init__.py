@@ -16,6 +16,7 @@ COMMANDS = {
     "generate": ("generate", "render a prompt grid, or every row of a prompt file (--prompts), with a caching policy"),
     "eval": ("eval", "FID/KID, CLIP score and PSNR/SSIM of a folder of generated images (needs the [eval] extra)"),
     "fit-gaussian": ("fit_gaussian", "fit the Gaussian latent statistics for analytic step skipping"),
+    "tune": ("tune", "find the best plan (steps, policy, scheduler, jump) within a FLOPs budget; save it as JSON"),
 }
 
 

@@ -18,19 +18,23 @@ DEFAULT_PROMPTS = ["a photo of a t-shirt", "a pair of trousers, product shot", "
                    "a photo of a sneaker", "a bag on white", "an ankle boot, studio photo"]
 
 
-def load(model: str, policy: str):
-    """Load `model` (an embedded name, a diffusers folder, a hub id, or 'tiny-sd') wrapped with `policy`."""
+def load(model: str, policy: str, plan: str | None = None):
+    """Load `model` (an embedded name, a diffusers folder, a hub id, or 'tiny-sd') wrapped with `policy`
+    (or the tuned `plan` file's policy, scheduler and jump)."""
     from ..pipeline import DiffSkipPipeline, resolve_model
 
     if model == "tiny-sd":
         from ..testing import tiny_pipeline
 
-        return DiffSkipPipeline(tiny_pipeline("sd"), policy)
+        fast = DiffSkipPipeline(tiny_pipeline("sd"), policy)
+        if plan is not None:
+            fast.apply_plan(plan)
+        return fast
     path = Path(resolve_model(model))
     if path.exists() and not (path / "model_index.json").exists():
         raise UsageError(f"--model {model!r}: {path} has no model_index.json; allowed: an embedded name "
                          f"(fashion-sd, fashion-pixart), a diffusers pipeline folder, a hub id, or tiny-sd.")
-    return DiffSkipPipeline.from_pretrained(str(path) if path.exists() else model, policy)
+    return DiffSkipPipeline.from_pretrained(str(path) if path.exists() else model, policy, plan=plan)
 
 
 def device(name: str) -> str:
@@ -74,7 +78,7 @@ def generate(args: argparse.Namespace) -> dict:
     """Render the prompt grid accelerated (and unaccelerated with --baseline); write PNGs and stats.json."""
     from ..pipeline import DiffSkipPipeline
 
-    pipe = load(args.model, args.policy)
+    pipe = load(args.model, args.policy, args.plan)
     pipe.to(device(args.device))
     pipe.set_progress_bar_config(disable=True)
     prompts = args.prompt or DEFAULT_PROMPTS
@@ -120,7 +124,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if state.is_main_process:
         for b in bad:
             print(f"error: {b} (row skipped; fix it and run again: finished images are kept)", file=sys.stderr)
-    pipe = load(args.model, args.policy)
+    pipe = load(args.model, args.policy, args.plan)
     pipe.to(state.device)
     pipe.set_progress_bar_config(disable=True)
     job = BatchRun(pipe, args.out, steps=args.steps, guidance=args.guidance, batch_size=args.batch_size, state=state)
@@ -147,7 +151,9 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
                    help="prompt file (.txt: one a line; .jsonl: {prompt, seed, negative_prompt, width, height}): "
                         "batch mode, resumable, writes {index:06d}.png + manifest.jsonl; --seed is the base seed")
     g.add_argument("--batch-size", type=int, default=4, help="batch mode: images per pipeline call")
-    g.add_argument("--steps", type=int, default=25)
+    g.add_argument("--steps", type=int, default=None, help="denoising steps (default: the --plan's, else 25)")
+    g.add_argument("--plan", default=None, help="a plan file from `diffskip tune` (policy, steps, scheduler, "
+                                                 "jump); replaces --policy")
     g.add_argument("--guidance", type=float, default=4.0)
     g.add_argument("--per-prompt", type=int, default=1, help="images per prompt")
     g.add_argument("--size", type=int, default=None, help="height = width in pixels (default: the model's)")
@@ -162,6 +168,11 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `diffskip generate` and print its one-line summary (exit status 1 when prompt rows were bad)."""
+    if args.plan is not None:
+        from ..plans import load_plan
+
+        args.steps = args.steps or load_plan(args.plan)["num_steps"]  # a bad plan fails before the model loads
+    args.steps = args.steps or 25
     if args.prompts:
         return run_batch(args)
     report = generate(args)

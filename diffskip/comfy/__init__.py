@@ -16,6 +16,7 @@ from ..adapters import find_adapter
 from ..engine import hooks
 from ..engine.session import Session, session
 from ..engine.stats import Stats
+from ..errors import DiffSkipError
 from ..policies import POLICIES, Policy
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "apply_policy", "last_stats"]
@@ -32,6 +33,13 @@ class _Run:
     def __init__(self, policy: Policy):
         self.policy = policy
         self.stats: Stats | None = None
+        self.expect_steps: int | None = None  # a tuned plan's step count (DiffSkip Plan node)
+
+    def check_steps(self, n: int) -> None:
+        if self.expect_steps is not None and n != self.expect_steps:
+            raise DiffSkipError(f"the diffskip plan was tuned for {self.expect_steps} steps but the sampler runs "
+                                f"{n}; allowed: set the KSampler's steps to {self.expect_steps} (wire the "
+                                f"plan node's steps output into it).")
 
     def __deepcopy__(self, memo: dict) -> _Run:
         return self  # ModelPatcher.clone deep-copies model_options; the stats must stay reachable
@@ -44,6 +52,7 @@ class _OuterSample(_Run):
         patcher = executor.class_obj.model_patcher
         model = hooks.attach(patcher.get_model_object("diffusion_model"))
         sigmas = kwargs["sigmas"] if "sigmas" in kwargs else args[3]
+        self.check_steps(len(sigmas) - 1)
         with session(model, self.policy, num_steps=len(sigmas) - 1) as s:
             out = executor(*args, **kwargs)
         self.stats = s.stats
@@ -175,7 +184,9 @@ class DiffSkipReport:
 
 
 _NODES = {f"DiffSkip{cls.__name__}": _policy_node(cls) for cls in POLICIES.values()}
-NODE_CLASS_MAPPINGS: dict[str, type] = {**_NODES, "DiffSkipReport": DiffSkipReport}
+from .plan import DiffSkipPlan  # noqa: E402  (it uses apply_policy above)
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {**_NODES, "DiffSkipReport": DiffSkipReport, "DiffSkipPlan": DiffSkipPlan}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
     **{k: f"DiffSkip {v.__name__[len('DiffSkip'):]} (cache)" for k, v in _NODES.items()},
-    "DiffSkipReport": "DiffSkip Report"}
+    "DiffSkipReport": "DiffSkip Report", "DiffSkipPlan": "DiffSkip Plan (tuned)"}
