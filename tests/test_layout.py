@@ -46,7 +46,7 @@ def test_cli_help_and_import_load_no_torch():
     code = ("import sys, diffskip; from diffskip.cli import build_parser; build_parser(); "
             "print('torch' in sys.modules, len(diffskip.__all__))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out[0] == "False" and int(out[1]) <= 16
+    assert out[0] == "False" and int(out[1]) <= 20  # a small public namespace (cache-dit exports 60+)
 
 
 def test_a_users_policy_parses_prints_back_runs_and_is_a_comfyui_node():
