@@ -26,6 +26,8 @@ def default_methods(kind: str, steps: int) -> list[str]:
         raise ValueError(f"kind={kind!r}: allowed 'unet' or 'dit'")
     gates = sorted({max(1, round(steps * f)) for f in (0.25, 0.5, 0.75)})
     methods = ["none", "none/seeds=1", "none/seeds=2"] + [f"diffskip/{p}" for p in diffskip_points(steps)]
+    fewer = sorted({max(1, round(steps * f)) for f in (0.35, 0.45, 0.5, 0.65, 0.8)})  # every FLOPs level
+    methods += [f"steps/n={n}" for n in fewer] + [f"steps/n={n},scheduler=dpm++" for n in fewer]
     methods += [f"tgate/gate_step={g}" for g in gates]
     methods += [f"taylorseer/interval={k}" for k in (2, 3, 5)]
     methods += [f"pab/skip={k}" for k in (2, 3, 4)]

@@ -1,6 +1,7 @@
 """Acceleration methods to benchmark, each applied through its own public API: "family/key=value,...".
 
-Families: `none` (baseline), `diffskip/<policy spec>`, diffusers built-ins (`fbc`, `taylorseer`, `magcache`,
+Families: `none` (baseline), `diffskip/<policy spec>`, `steps/n=K[,scheduler=dpm++]` (fewer steps, no
+caching), `plan/path=FILE` (a plan from `diffskip tune`), diffusers built-ins (`fbc`, `taylorseer`, `magcache`,
 `pab`, `fastercache`), `deepcache` (DeepCacheSDHelper), `tgate` (T-GATE loaders), `cachedit` (DBCache,
 `taylor=1` adds its TaylorSeer calibrator). Every family returns a callable with the pipeline's signature.
 """
@@ -60,6 +61,25 @@ def _none(pipe: Any, steps: int, s: dict) -> Runner:
 
 def _diffskip(pipe: Any, steps: int, s: dict) -> Runner:
     return DiffSkipPipeline(pipe, s["policy"], count_flops=False)
+
+
+def _steps(pipe: Any, steps: int, s: dict) -> Runner:
+    """Fewer steps, no caching: `steps/n=7` (the pipeline's scheduler) or `steps/n=7,scheduler=dpm++`."""
+    from diffskip.plans import use_scheduler
+
+    n = int(s["n"])
+    if not 1 <= n <= steps:
+        raise MethodError(f"steps/n={n}: allowed 1 <= n <= the benchmark's {steps} steps")
+    use_scheduler(pipe, s.get("scheduler", "own"))
+    return lambda *a, **kw: pipe(*a, **{**kw, "num_inference_steps": n})
+
+
+def _plan(pipe: Any, steps: int, s: dict) -> Runner:
+    """A tuned plan file (diffskip tune): `plan/path=plans/fashion-sd-0.35.json`."""
+    fast = DiffSkipPipeline(pipe, "never", count_flops=False)
+    fast.apply_plan(s["path"])
+    n = fast.call_defaults.pop("num_inference_steps")
+    return lambda *a, **kw: fast(*a, **{**kw, "num_inference_steps": n})
 
 
 def _deepcache(pipe: Any, steps: int, s: dict) -> Runner:
@@ -214,6 +234,8 @@ def _cachedit(pipe: Any, steps: int, s: dict) -> Runner:
 FAMILIES: dict[str, tuple[Callable[[Any, int, dict], Runner], tuple[str, ...]]] = {
     "none": (_none, ("seeds",)),  # none/seeds=1: the baseline on another seed set (FD spread)
     "diffskip": (_diffskip, ("policy",)),
+    "steps": (_steps, ("n", "scheduler")),  # the simplest alternative: fewer steps, no caching
+    "plan": (_plan, ("path",)),
     "deepcache": (_deepcache, ("interval", "branch")),
     "tgate": (_tgate, ("gate_step", "sp_interval", "fi_interval", "warm_up")),
     "fbc": (_diffusers("fbc"), ("threshold",)),

@@ -147,3 +147,14 @@ def test_samples_benchmark_script_forwards_to_diffskip_bench():
     script = Path(__file__).resolve().parents[1] / "samples" / "benchmark.py"
     ok = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
     assert ok.returncode == 0 and "usage: python -m benchmarks" in ok.stdout and "--features" in ok.stdout
+
+
+def test_fewer_steps_family_runs_n_steps_with_the_chosen_scheduler():
+    _, base_flops, base_calls = _images_and_flops("none")
+    imgs, flops, calls = _images_and_flops("steps/n=3")
+    assert calls == base_calls // 2 and flops == pytest.approx(base_flops / 2)
+    pipe = load_pipeline(SD)
+    apply_method(pipe, "steps/n=3,scheduler=dpm++", 6)
+    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    with pytest.raises(MethodError, match="allowed 1 <= n"):
+        apply_method(load_pipeline(SD), "steps/n=9", 6)
