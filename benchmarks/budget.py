@@ -39,6 +39,17 @@ def plan_label(res) -> str:
     return f"{res.num_steps} steps {res.policy}{jump}{sched}"
 
 
+def cached(key: str, make) -> torch.Tensor:
+    """Images kept under runs/bench/ between runs of the benchmark (the references cost the most)."""
+    path = Path("runs/bench") / f"{key}.pt"
+    if path.exists():
+        return torch.load(path)
+    images = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(images, path)
+    return images
+
+
 def real_features(features, n: int = 1000) -> dict:
     """Reference statistics of n real Fashion-MNIST test images (n/10 per class)."""
     images, labels = load_split("test")
@@ -84,13 +95,18 @@ def run(name: str, n: int, out: Path) -> dict:
     ref_stats = real_features(features)
     t0 = time.time()
     results: dict = {"model": name, "n": len(prompts), "full_steps": full, "rows": {}, "tuned": {}}
-    conv, _ = render(fast, full, prompts, 0, "never", CONVERGED)
-    base, _ = render(fast, full, prompts, 0, "never", full)
-    other, _ = render(fast, full, prompts, 50_000, "never", full)
+    if out.exists():  # resume: keep the measured rows, re-tune
+        old = json.loads(out.read_text())
+        results["rows"] = {k: v for k, v in old["rows"].items() if not k.startswith("tuned")}
+    conv = cached(f"{name}-{len(prompts)}-conv", lambda: render(fast, full, prompts, 0, "never", CONVERGED)[0])
+    base = cached(f"{name}-{len(prompts)}-full", lambda: render(fast, full, prompts, 0, "never", full)[0])
+    other = cached(f"{name}-{len(prompts)}-other", lambda: render(fast, full, prompts, 50_000, "never", full)[0])
     spread = abs(fd(base, features, ref_stats) - fd(other, features, ref_stats))
     results["fd_seed_spread"] = spread
 
     def score(label, images, flops, **extra):
+        if label in results["rows"]:
+            return
         results["rows"][label] = {"flops": round(flops, 4), "psnr_converged": mean_psnr(images, conv),
                                   "psnr_full": mean_psnr(images, base), "fd": fd(images, features, ref_stats),
                                   **extra}
@@ -107,8 +123,10 @@ def run(name: str, n: int, out: Path) -> dict:
         score(f"tuned plan @{budget}: {plan_label(res)}", imgs, flops)
     levels = {0.5, 0.35}
     for spec in DEFAULTS + FINAL_SWEEP:
-        imgs, flops = render(fast, full, prompts, 0, spec, full)
-        score(f"default {spec}", imgs, flops)
+        if f"default {spec}" not in results["rows"]:
+            imgs, flops = render(fast, full, prompts, 0, spec, full)
+            score(f"default {spec}", imgs, flops)
+        flops = results["rows"][f"default {spec}"]["flops"]
         if spec in DEFAULTS:
             levels.add(round(flops, 3))
     for level in sorted(levels):

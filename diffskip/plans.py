@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 import torch
 
+from .engine import hooks
 from .errors import AssetError, DiffSkipError, short
 from .policies import parse
 from .tuning import (TuneResult, Trial, _check_budget, candidates, live_share, psnr, relevance, search,
@@ -102,11 +103,10 @@ def tune_pipeline(fast: Any, prompts: list[str], budget: float, num_inference_st
     base = fast.pipe.scheduler
     with _trying(fast):
         ref = _images(fast, base, prompts, seed, Trial("never", full), call)
-        rank = _relevance(fast, prompts, seed, full, ref, call) if profile else None
+        residual = hooks.hooked(fast.denoiser).adapter.reuse == "residual"
+        rank = _relevance(fast, prompts, seed, full, ref, call) if profile and residual else None
         pairs = candidates(budget, full, live_share(fast.denoiser), skippable_units(fast.denoiser), rank)
         trials = [Trial(p, n, s) for p, n in pairs for s in schedulers if p == "never" or s == schedulers[0]]
-        if jumps and fast.gaussian_stats(required=False) is not None:
-            trials += _jump_trials(budget, full, pairs, schedulers[0])
 
         def measure(t: Trial, images=prompts, target=ref, offset=0) -> Trial:
             out = _images(fast, base, images, seed + offset, t, call)
@@ -114,6 +114,9 @@ def tune_pipeline(fast: Any, prompts: list[str], budget: float, num_inference_st
             return t
 
         best, table = search(measure, trials, budget)
+        if jumps and fast.gaussian_stats(required=False) is not None:  # second stage: jumps on the best plans
+            best, table = search(measure, table + _jump_trials(budget, full, table, schedulers[0]), budget,
+                                 done=len(table))
         res = TuneResult(best.policy, best.num_steps, best.flops, best.psnr, budget, full, best.scheduler,
                          best.skip, table)
         if heldout:
@@ -134,17 +137,17 @@ def _relevance(fast, prompts, seed, full, ref, call) -> str:
     return relevance(fast.denoiser, run, full, ref)[0]
 
 
-def _jump_trials(budget: float, full: int, pairs: list[tuple[str, int]], sched: str) -> list[Trial]:
-    """Analytic jump candidates: jump k of n steps, run the rest plain or with the candidate policies."""
+def _jump_trials(budget: float, full: int, measured: list[Trial], sched: str) -> list[Trial]:
+    """Analytic jump candidates: jump 20% / 35% of n steps and run the rest plain, and a 20% jump before the
+    two best caching plans measured (cheaper than planned: the jump's steps cost nothing)."""
     out = []
     for frac in (0.2, 0.35):
         n = max(2, round(budget * full / (1 - frac)))
         k = round(frac * n)
         if 0 < k < n and n <= full:
             out.append(Trial("never", n, sched, k))
-    for p, n in pairs:
-        if p != "never":
-            k = round(0.2 * n)
-            if k:
-                out.append(Trial(p, n, sched, k))  # cheaper than planned: the jump's steps cost nothing
+    cached = sorted((t for t in measured if t.policy != "never" and t.psnr is not None and t.error is None),
+                    key=lambda t: -t.psnr)[:2]
+    out += [Trial(t.policy, t.num_steps, t.scheduler, round(0.2 * t.num_steps)) for t in cached
+            if round(0.2 * t.num_steps)]
     return out

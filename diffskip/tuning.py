@@ -24,14 +24,16 @@ MAX_DB = 100.0  # PSNR of identical outputs
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor, peak: float | None = None) -> float:
-    """PSNR in dB of `x` against `ref`; `peak` defaults to the reference's value range (1.0 for images)."""
+    """Mean over samples (dim 0) of the per-sample PSNR in dB of `x` against `ref` (capped at 100 dB);
+    `peak` defaults to the reference's value range (1.0 for images in [0, 1])."""
     x, ref = x.detach().double().cpu(), ref.detach().double().cpu()
     if x.shape != ref.shape:
         raise DiffSkipError(f"run() returned shape {tuple(x.shape)} but the full-step run {tuple(ref.shape)}; "
                             f"allowed: the same shape at every step count (seed the noise inside run()).")
     peak = float(ref.max() - ref.min()) if peak is None else peak
-    mse = float(((x - ref) ** 2).mean())
-    return MAX_DB if mse == 0 else min(MAX_DB, 10 * math.log10(peak * peak / mse))
+    mse = ((x - ref) ** 2).reshape(len(x), -1).mean(1)
+    db = [MAX_DB if m == 0 else min(MAX_DB, 10 * math.log10(peak * peak / float(m))) for m in mse]
+    return sum(db) / len(db)
 
 
 @dataclass
@@ -146,9 +148,11 @@ def candidates(budget: float, full_steps: int, live: float, num_units: int, rank
     return out
 
 
-def search(measure: Callable[[Trial], Trial], trials: list[Trial], budget: float) -> tuple[Trial, list[Trial]]:
-    """Measure every trial (errors recorded, not raised) and return the best within budget and all trials."""
-    done = []
+def search(measure: Callable[[Trial], Trial], trials: list[Trial], budget: float,
+           done: int = 0) -> tuple[Trial, list[Trial]]:
+    """Measure every trial after the first `done` (errors recorded, not raised); return the best within
+    budget and all trials."""
+    done, trials = list(trials[:done]), trials[done:]
     for t in trials:
         try:
             t = measure(t)
@@ -194,7 +198,8 @@ def tune(model: nn.Module, run: Callable[[int], torch.Tensor], budget: float, fu
         ref = run(full_steps)
     if s.stats.flops_fraction is None:
         raise DiffSkipError("run() made no denoiser call on the attached model; call the model you attached.")
-    rank = relevance(model, run, full_steps, ref)[0] if profile else None
+    residual = hooks.hooked(model).adapter.reuse == "residual"  # replayed outputs of UNet layers: see docs
+    rank = relevance(model, run, full_steps, ref)[0] if profile and residual else None
 
     def measure(t: Trial, fn=run, target=ref) -> Trial:
         with session(model, t.policy, num_steps=t.num_steps) as s:
