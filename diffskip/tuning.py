@@ -139,8 +139,8 @@ def candidates(budget: float, full_steps: int, live: float, num_units: int, rank
             continue
         out.append((f"uniform:speedup={round(1 / c * 0.98, 3)},forecast=1", n))
         every = math.ceil(1 / c_between)
-        if every >= 2:
-            out.append((f"interval:every={every},forecast=1", n))
+        for k in sorted({max(2, every - 1), max(2, every)}):  # the budget filter keeps what fits
+            out.append((f"interval:every={k},forecast=1", n))
         out.append((f"threshold:target={round(min(1.0, max(0.01, c_between * 0.9)), 3)},forecast=1", n))
         if rank is not None:
             keep = int(c_between * num_units)
