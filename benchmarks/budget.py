@@ -28,8 +28,9 @@ CALIBRATION = ["a photo of a t-shirt", "a pair of trousers, product shot", "a pu
                "a photo of a coat", "a sandal for sale", "a sneaker", "a bag, catalog photo"]
 HELDOUT = ["a studio photo of a shirt", "an ankle boot, centered", "a black and white image of a coat",
            "a clothing photo of a dress"]
-DEFAULTS = ["interval", "uniform", "threshold", "interval:every=3,forecast=1"]
-FINAL_SWEEP = ["interval:every=3,final=0", "interval:every=3,final=2", "interval:every=3,final=3"]
+DEFAULTS = ["interval", "uniform", "threshold", "interval:every=3,forecast=0"]
+FINAL_SWEEP = ["interval:every=3,forecast=0,final=0", "interval:every=3,forecast=0,final=2",
+               "interval:every=3,forecast=0,final=3"]
 
 
 def plan_label(res) -> str:
@@ -95,9 +96,9 @@ def run(name: str, n: int, out: Path) -> dict:
     ref_stats = real_features(features)
     t0 = time.time()
     results: dict = {"model": name, "n": len(prompts), "full_steps": full, "rows": {}, "tuned": {}}
-    if out.exists():  # resume: keep the measured rows, re-tune
+    if out.exists():  # resume: keep the measured rows and plans
         old = json.loads(out.read_text())
-        results["rows"] = {k: v for k, v in old["rows"].items() if not k.startswith("tuned")}
+        results["rows"], results["tuned"] = old["rows"], old.get("tuned", {})
     conv = cached(f"{name}-{len(prompts)}-conv", lambda: render(fast, full, prompts, 0, "never", CONVERGED)[0])
     base = cached(f"{name}-{len(prompts)}-full", lambda: render(fast, full, prompts, 0, "never", full)[0])
     other = cached(f"{name}-{len(prompts)}-other", lambda: render(fast, full, prompts, 50_000, "never", full)[0])
@@ -116,6 +117,8 @@ def run(name: str, n: int, out: Path) -> dict:
     score(f"converged {CONVERGED} steps", conv, CONVERGED / full)
     score(f"full {full} steps", base, 1.0)
     for budget in (0.5, 0.35):
+        if str(budget) in results["tuned"]:
+            continue
         res = fast.tune(CALIBRATION, budget=budget, num_inference_steps=full, heldout=HELDOUT)
         results["tuned"][str(budget)] = res.to_dict()
         print(f"tuned {budget}: {res}", flush=True)

@@ -22,7 +22,7 @@ from diffskip.metrics.fidelity import mean_psnr
 from zoo.data import to_uint8
 from zoo.pixel import load_pixel
 
-from .budget import DEFAULTS, fd, real_features
+from .budget import DEFAULTS, cached, fd, real_features
 
 FULL, REFERENCE = 50, 200
 
@@ -61,9 +61,9 @@ def run(n: int, out: Path) -> dict:
     seeds = range(0, n)
     res: dict = {"model": "fashion-pixel (held out)", "n": n, "full_steps": FULL, "reference_steps": REFERENCE,
                  "rows": {}, "tuned": {}}
-    conv, _ = render(unet, ddim, "never", REFERENCE, seeds)
-    base, _ = render(unet, ddim, "never", FULL, seeds)
-    other, _ = render(unet, ddim, "never", FULL, range(100_000, 100_000 + n))
+    conv = cached(f"pixel-{n}-conv", lambda: render(unet, ddim, "never", REFERENCE, seeds)[0])
+    base = cached(f"pixel-{n}-full", lambda: render(unet, ddim, "never", FULL, seeds)[0])
+    other = cached(f"pixel-{n}-other", lambda: render(unet, ddim, "never", FULL, range(100_000, 100_000 + n))[0])
     res["fd_seed_spread"] = abs(fd(base, features, ref_stats) - fd(other, features, ref_stats))
 
     def score(label, images, flops):

@@ -1,8 +1,10 @@
 """The default benchmark grid: diffskip and every peer at 3-4 operating points on a UNet or DiT pipeline."""
 from __future__ import annotations
 
-DIFFSKIP = ["interval:every=2", "interval:every=3", "interval:every=5", "uniform:speedup=2", "uniform:speedup=3",
-            "threshold:threshold=0.1", "threshold:threshold=0.2",
+# forecast=0 keeps the replay-as-is points (forecast=1 is the default since the budget benchmark)
+DIFFSKIP = ["interval:every=2,forecast=0", "interval:every=3,forecast=0", "interval:every=5,forecast=0",
+            "uniform:speedup=2,forecast=0", "uniform:speedup=3,forecast=0",
+            "threshold:threshold=0.1,forecast=0", "threshold:threshold=0.2,forecast=0",
             "interval:every=2,forecast=1", "interval:every=3,forecast=1", "interval:every=4,forecast=1",
             "interval:every=6,forecast=1", "uniform:speedup=2,forecast=1", "uniform:speedup=3,forecast=1",
             "uniform:speedup=3.5,forecast=1", "threshold:threshold=0.2,forecast=1",

@@ -20,6 +20,7 @@ __all__ = ["Policy", "Never", "Interval", "Uniform", "Profile", "Threshold", "Ma
 POLICIES: dict[str, type[Policy]] = {}
 SHARED = ("head", "tail", "forecast", "final")  # fields every policy has
 FINAL = 1  # default final= (measured: docs/policies.md, "Final steps")
+FORECAST = 1  # default forecast= (measured: docs/policies.md, "Defaults")
 MAX_SPEC = 1000  # characters; a longer spec is refused before parsing
 
 
@@ -95,7 +96,7 @@ class Policy:
     reuses: ClassVar[bool] = True  # False: the session keeps no cache at all
     head: int | None = _knob(None, 0, 64, "leading units that always compute (none: the adapter's default)")
     tail: int | None = _knob(None, 0, 64, "trailing units that always compute (none: the adapter's default)")
-    forecast: int = _knob(0, 0, 1, "0: replay a skipped unit's cached value; 1: extrapolate it from its last two "
+    forecast: int = _knob(FORECAST, 0, 1, "0: replay a skipped unit's cached value; 1: extrapolate it from its last two "
                                    "computes (first-order Taylor, TaylorSeer)")
     final: int = _knob(FINAL, 0, 10000, "last steps that always compute every unit (needs the step count)")
 

@@ -56,7 +56,7 @@ def _images_and_flops(spec: str, steps: int = 6):
 def test_diffskip_interval_reproduces_deepcache_exactly_on_the_unet():
     """Layer-granular UNet units with the shallowest live path equal DeepCache's branch 0, image for image
     (with final=0: DeepCache does not compute the last step)."""
-    ours, ours_flops, calls = _images_and_flops("diffskip/interval:every=3,final=0")
+    ours, ours_flops, calls = _images_and_flops("diffskip/interval:every=3,forecast=0,final=0")
     theirs, their_flops, _ = _images_and_flops("deepcache/interval=3")
     base, base_flops, _ = _images_and_flops("none")
     assert calls == 6 and torch.equal(ours, theirs) and ours_flops == their_flops
@@ -67,17 +67,17 @@ def test_runner_records_refusals_resumes_and_reports(tmp_path, monkeypatch):
     feats = TinyFeatures()
     real = torch.randint(0, 255, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     ref = reference_stats(feats, real, tmp_path / "cache", "toy")
-    methods = ["none", "none/seeds=1", "diffskip/interval:every=2,final=0", "deepcache/interval=2", "fbc/threshold=0.05"]
+    methods = ["none", "none/seeds=1", "diffskip/interval:every=2,forecast=0,final=0", "deepcache/interval=2", "fbc/threshold=0.05"]
     cfg = BenchConfig(pipeline="fashion-sd", steps=4, methods=methods, n=4, batch=2, timing_batch=2, repeats=1)
     res = run_bench(cfg, lambda: load_pipeline(SD), PROMPTS, feats, ref, tmp_path / "run")
     pts = res["points"]
     assert pts["fbc/threshold=0.05"]["error"].startswith("IndexError")  # diffusers FBC has no UNet support
     assert pts["none"]["psnr"] == 100.0 and pts["none"]["denoiser_calls"] == 8  # 2 batches x 4 steps (CFG batched)
-    assert pts["none"]["latent_mad"] == 0.0 and pts["diffskip/interval:every=2,final=0"]["latent_mad"] > 0
+    assert pts["none"]["latent_mad"] == 0.0 and pts["diffskip/interval:every=2,forecast=0,final=0"]["latent_mad"] > 0
     rows = derive(pts)
-    assert rows["diffskip/interval:every=2,final=0"]["flops_fraction"] == pytest.approx(
+    assert rows["diffskip/interval:every=2,forecast=0,final=0"]["flops_fraction"] == pytest.approx(
         rows["deepcache/interval=2"]["flops_fraction"]) and rows["deepcache/interval=2"]["flops_fraction"] < 0.9
-    assert dominance(rows, spread=0.0)["deepcache/interval=2"] == "interval:every=2,final=0"
+    assert dominance(rows, spread=0.0)["deepcache/interval=2"] == "interval:every=2,forecast=0,final=0"
 
     def fail(*a, **k):
         raise AssertionError("a finished method was measured again")

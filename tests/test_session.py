@@ -167,7 +167,7 @@ def test_forecast_extrapolates_exactly_where_the_cached_value_is_linear_in_the_s
     net = diffskip.attach(DriftNet())
     x, ts = torch.randn(2, 8), [900.0 - 100 * k for k in range(8)]
     with torch.no_grad():
-        with diffskip.session(net, mode + ",final=0") as plain:
+        with diffskip.session(net, mode + ",forecast=0,final=0") as plain:
             reuse = [net(x, t) for t in ts]
         with diffskip.session(net, mode + ",forecast=1,final=0") as fc:
             forecast = [net(x, t) for t in ts]
@@ -178,7 +178,7 @@ def test_forecast_extrapolates_exactly_where_the_cached_value_is_linear_in_the_s
     after = [k for k in range(len(ts)) if k > last_two[1]]
     assert all(torch.allclose(forecast[k], exact[k], atol=1e-5) for k in after)
     assert any(not torch.allclose(reuse[k], exact[k], atol=1e-3) for k in after)
-    assert str(diffskip.parse(mode + ",forecast=1")).endswith("forecast=1")
+    assert str(diffskip.parse(mode + ",forecast=0")).endswith("forecast=0")  # 1 is the default
     with pytest.raises(ValueError, match=r"forecast=2 is invalid; allowed: 0 \(reuse as is\) or 1"):
         diffskip.parse("interval:every=2,forecast=2")
 
