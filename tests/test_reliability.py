@@ -222,3 +222,23 @@ def test_stats_report_cache_bytes():
     pipe.policy = "never"
     pipe(["a", "b"], num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np")
     assert pipe.last_stats.cache_bytes == 0
+
+
+def test_pipeline_refuses_a_mask_of_another_length_at_step_0_before_any_unit_runs():
+    import torch
+
+    from diffskip import DiffSkipPipeline
+    from diffskip.policies import PolicyError
+    from diffskip.testing import tiny_pipeline
+
+    pipe = DiffSkipPipeline(tiny_pipeline("sd"), "mask:steps=10")
+    pipe.set_progress_bar_config(disable=True)
+    units = []
+    for m in pipe.denoiser.modules():
+        m.register_forward_hook(lambda *a: units.append(1))
+    with pytest.raises(PolicyError, match="has 2 characters but the run has 3 steps"):
+        pipe(["a"], num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np")
+    calls = len(units)
+    pipe.policy = "mask:steps=101"
+    pipe(["a"], num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np")
+    assert calls < len(units) / 3 / 2  # the refused run stopped inside its first denoiser call

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from ..errors import DiffSkipError
-from .options import Parser
+from .options import Parser, int_in
 
 # name -> (module in diffskip.cli, one-line help)
 COMMANDS = {
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(module=module)
-        sp.add_argument("--threads", type=int, default=None,
+        sp.add_argument("--threads", type=int_in(1, 1024), default=None,
                         help="CPU threads for torch (default: torch's own choice)")
         importlib.import_module(f"{__name__}.{module}").add_arguments(sp)
     return p
