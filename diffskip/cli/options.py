@@ -60,5 +60,5 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         import sys
 
-        print(f"{self.prog}: error: {message}. See {self.prog} --help.", file=sys.stderr)
+        print(f"{self.prog}: error: {message.rstrip('.')}. See {self.prog} --help.", file=sys.stderr)
         sys.exit(2)
