@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +34,11 @@ def _run(prompts: Path, out: Path) -> int:
 
 
 def _child(prompts: Path, out: Path) -> None:
+    from tqdm import tqdm
+
+    # tqdm's class lock is a multiprocessing semaphore shared with the parent and every sibling: a sibling
+    # killed while holding it would block this child forever (a test artefact; separate runs never share it)
+    tqdm.set_lock(threading.RLock())
     os._exit(_run(prompts, out))
 
 
@@ -58,7 +64,9 @@ def test_sigkill_at_20_random_points_then_resume_loses_duplicates_and_mixes_noth
         child = ctx.Process(target=_child, args=(prompts, out))
         child.start()
         target = len(_pngs(out)) + rng.randrange(0, 3)  # kill after 0-2 more images, plus a random fraction of one
+        deadline = time.monotonic() + 120  # a hung child fails the test instead of hanging it
         while len(_pngs(out)) < target and child.is_alive():
+            assert time.monotonic() < deadline, f"no new image in 120 s (have {len(_pngs(out))}, want {target})"
             time.sleep(0.005)
         time.sleep(rng.uniform(0.0, 0.1))
         if child.is_alive():
