@@ -248,6 +248,7 @@ class BatchRun:
         self.policy = str(getattr(pipe, "policy", "none"))
         self.model = model
         self.redone: list[str] = []  # finished images that failed their check and are made again
+        self.made = 0  # images this process wrote
 
     def prepare(self, rows: list[Row]) -> list[list[Row]]:
         """Check and repair the manifest (main process), then return this process's share of unfinished batches."""
@@ -271,7 +272,9 @@ class BatchRun:
             for row, image in zip(batch, images):
                 if row.index in self.done:
                     continue
-                yield self._write(row, image, secs, stats, len(batch))
+                rec = self._write(row, image, secs, stats, len(batch))
+                self.made += 1
+                yield rec
 
     def finish(self) -> dict[int, dict]:
         """Wait for all processes, then sort and compact the manifest (main process); return its rows."""

@@ -200,7 +200,7 @@ def run_batch(args: argparse.Namespace) -> int:
     """
     from accelerate import PartialState
 
-    from ..batch import manifest_rows, read_prompts, row_differences
+    from ..batch import BatchRun, manifest_rows, read_prompts, row_differences
     from ..runfolder import RunFolder, refuse
 
     if args.prompt or args.per_prompt != 1:
@@ -214,49 +214,52 @@ def run_batch(args: argparse.Namespace) -> int:
         for b in bad:
             print(f"error: {b} (row skipped; fix it and run again: finished images are kept)", file=sys.stderr)
         folder.open()
+    job = None
     try:
         if state.is_main_process:
             folder.check(identity(args), keys=sorted(identity(args)))
             diffs = row_differences(manifest_rows(Path(args.out)), rows)
             if diffs:
                 raise refuse(Path(args.out), diffs, "images of other prompt rows")
+        job = False  # checks passed: from here on the end-of-run report prints however the run ends
         pipe = load(args.model, args.policy)
         check_loaded(pipe, args)
         if state.is_main_process:
             folder.record(identity(args, pipe))
-        return _run_rows(pipe, args, state, rows, bad)
+        pipe.to(state.device)
+        pipe.set_progress_bar_config(disable=True)
+        job = BatchRun(pipe, args.out, steps=args.steps, guidance=args.guidance, batch_size=args.batch_size,
+                       state=state, model=args.model)
+        _run_rows(job, rows, state)
+        return 1 if bad else 0
     finally:
         folder.close()
+        if job is not None and state.is_main_process:
+            _report(args, job or None, state, len(rows) + len(bad), bad)
 
 
-def _run_rows(pipe, args: argparse.Namespace, state, rows: list, bad: list) -> int:
+def _run_rows(job, rows: list, state) -> None:
     from tqdm import tqdm
 
-    from ..batch import MANIFEST, BatchRun, read_done
+    mine = job.prepare(rows)
+    todo = sum(r.index not in job.done for b in mine for r in b)
+    with tqdm(total=todo, unit="img", desc=f"rank {state.process_index}", disable=not state.is_main_process) as bar:
+        for _ in job.run(mine):
+            bar.update(1)
+    job.finish()
 
-    pipe.to(state.device)
-    pipe.set_progress_bar_config(disable=True)
-    job = BatchRun(pipe, args.out, steps=args.steps, guidance=args.guidance, batch_size=args.batch_size, state=state,
-                   model=args.model)
-    made = 0
-    try:
-        mine = job.prepare(rows)
-        todo = sum(r.index not in job.done for b in mine for r in b)
-        with tqdm(total=todo, unit="img", desc=f"rank {state.process_index}", disable=not state.is_main_process) as bar:
-            for _ in job.run(mine):
-                made += 1
-                bar.update(1)
-        job.finish()
-    finally:  # the report always prints, also when the run fails or is interrupted
-        if state.is_main_process:
-            done = len(read_done(Path(args.out)))
-            redone = f"; {len(job.redone)} damaged image(s) made again: {', '.join(job.redone[:3])}" if job.redone else ""
-            print(f"{done} of {len(rows) + len(bad)} rows done in {args.out}/ ({made} made now, "
-                  f"{len(getattr(job, 'done', ()))} were already there{redone}; {state.num_processes} process(es)); "
-                  f"manifest {Path(args.out) / MANIFEST}")
-            for b in bad:
-                print(f"error: {b}", file=sys.stderr)
-    return 1 if bad else 0
+
+def _report(args: argparse.Namespace, job, state, total: int, bad: list) -> None:
+    """Print the end-of-run report (also after a failure or Ctrl-C) and the bad rows again."""
+    from ..batch import MANIFEST, read_done
+
+    done = len(read_done(Path(args.out)))
+    made, there = (job.made, len(getattr(job, "done", ()))) if job else (0, done)
+    redone = f"; {len(job.redone)} damaged image(s) made again: {', '.join(job.redone[:3])}" if job and job.redone else ""
+    print(f"{done} of {total} rows done in {args.out}/ ({made} made now, {there} were already there{redone}; "
+          f"{state.num_processes} process(es)); manifest {Path(args.out) / MANIFEST}")
+    for b in bad:
+        print(f"error: {b}", file=sys.stderr)
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:
