@@ -21,6 +21,7 @@ import torch
 
 from . import jsonl
 from .errors import PromptFileError, short
+from .runfolder import check_png
 
 __all__ = ["Row", "BadRow", "read_prompts", "plan_batches", "BatchRun", "MANIFEST", "row_differences",
            "MAX_SEED", "MAX_SIZE"]
@@ -149,9 +150,8 @@ def row_differences(manifest: dict[int, dict], rows: list[Row]) -> list[str]:
             continue
         for key, value in (("prompt", r.prompt), ("seed", r.seed), ("negative_prompt", r.negative_prompt),
                            ("width", r.width), ("height", r.height)):
-            if value is not None or key in ("negative_prompt",):
-                if m.get(key) != value:
-                    out.append(f"row {i} {key} {short(m.get(key), 40)} there, {short(value, 40)} now")
+            if (value is not None or key == "negative_prompt") and m.get(key) != value:  # size None: the default
+                out.append(f"row {i} {key} {short(m.get(key), 40)} there, {short(value, 40)} now")
     return out
 
 
@@ -168,28 +168,6 @@ def plan_batches(rows: list[Row], batch_size: int) -> list[list[Row]]:
 def png_path(out: Path, index: int) -> Path:
     """Return the PNG path of image `index`."""
     return out / f"{index:06d}.png"
-
-
-def check_png(path: Path, row: dict) -> str | None:
-    """Return what is wrong with a finished image (None when it is decodable and matches its manifest row)."""
-    from PIL import Image
-
-    if not path.is_file():
-        return "missing"
-    data = path.read_bytes()
-    if not data:
-        return "empty file"
-    if "sha256" in row and hashlib.sha256(data).hexdigest() != row["sha256"]:
-        return "contents differ from the manifest's sha256"
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            size = im.size
-    except Exception as exc:  # noqa: BLE001  (PIL raises many kinds for a damaged file)
-        return f"not a decodable PNG ({type(exc).__name__})"
-    if "width" in row and size != (row.get("width"), row.get("height")):
-        return f"size {size[0]}x{size[1]} differs from the manifest's {row.get('width')}x{row.get('height')}"
-    return None
 
 
 def manifest_rows(out: Path) -> dict[int, dict]:

@@ -9,6 +9,7 @@ lock when a process ends, even by SIGKILL, so a killed run never leaves a stale 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from typing import Any
 
 from .errors import RunFolderError, short
 
-__all__ = ["RunFolder", "weights_hash", "differences", "RUN_FILE", "LOCK_FILE"]
+__all__ = ["LOCK_FILE", "RUN_FILE", "RunFolder", "check_png", "config_hash", "differences", "weights_hash"]
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".diffskip.lock"
@@ -41,6 +42,34 @@ def weights_hash(pipe: Any) -> str:
             h.update(f"{name}.{key}:{t.dtype}:{t.numel()};".encode())
             h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
+
+
+def config_hash(config) -> str:
+    """Return a sha256 (16 hex digits) of a diffusers config, without its private keys."""
+    own = {k: v for k, v in dict(config).items() if not k.startswith("_")}  # "_use_default_values" is a set's order
+    return hashlib.sha256(json.dumps(own, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def check_png(path: Path, row: dict) -> str | None:
+    """Return what is wrong with a finished image (None when it is decodable and matches its manifest row)."""
+    from PIL import Image
+
+    if not path.is_file():
+        return "missing"
+    data = path.read_bytes()
+    if not data:
+        return "empty file"
+    if "sha256" in row and hashlib.sha256(data).hexdigest() != row["sha256"]:
+        return "contents differ from the manifest's sha256"
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            size = im.size
+    except Exception as exc:  # noqa: BLE001  (PIL raises many kinds for a damaged file)
+        return f"not a decodable PNG ({type(exc).__name__})"
+    if "width" in row and size != (row.get("width"), row.get("height")):
+        return f"size {size[0]}x{size[1]} differs from the manifest's {row.get('width')}x{row.get('height')}"
+    return None
 
 
 def differences(old: dict, new: dict, keys: list[str] | None = None) -> list[str]:

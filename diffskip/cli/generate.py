@@ -83,19 +83,12 @@ def identity(args: argparse.Namespace, pipe=None) -> dict:
         out.update(prompts=args.prompt or DEFAULT_PROMPTS, per_prompt=args.per_prompt, seed=args.seed,
                    baseline=args.baseline)
     if pipe is not None:
-        from ..runfolder import weights_hash
+        from ..runfolder import config_hash, weights_hash
 
         inner = getattr(pipe, "pipe", pipe)
         out.update(pipeline=type(inner).__name__, weights=weights_hash(inner), scheduler=type(inner.scheduler).__name__,
-                   scheduler_config=_config_hash(inner.scheduler.config))
+                   scheduler_config=config_hash(inner.scheduler.config))
     return out
-
-
-def _config_hash(config) -> str:
-    import hashlib
-
-    own = {k: v for k, v in dict(config).items() if not k.startswith("_")}  # "_use_default_values" is a set's order
-    return hashlib.sha256(json.dumps(own, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def precheck(args: argparse.Namespace) -> None:
