@@ -7,6 +7,8 @@ temporary name and renamed; `manifest.jsonl` gets one flushed line per image, af
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
@@ -18,12 +20,17 @@ from typing import Any, Iterator
 import torch
 
 from . import jsonl
+from .errors import PromptFileError, short
+from .runfolder import check_png
 
-__all__ = ["Row", "BadRow", "read_prompts", "plan_batches", "BatchRun", "MANIFEST"]
+__all__ = ["Row", "BadRow", "read_prompts", "plan_batches", "BatchRun", "MANIFEST", "row_differences",
+           "MAX_SEED", "MAX_SIZE"]
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
 JSONL_KEYS = {"prompt", "seed", "negative_prompt", "width", "height"}
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 .. 2**64 - 1
+MAX_SIZE = 2048  # pixels per side: a typo like 100000 is refused instead of allocating 100 GB
 
 
 @dataclass(frozen=True)
@@ -60,14 +67,14 @@ def _check_jsonl(d: Any) -> str | None:
     if not isinstance(d.get("prompt"), str) or not d["prompt"].strip():
         return "'prompt' must be a non-empty string"
     seed = d.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        return f"'seed'={seed!r} must be an int >= 0"
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        return f"'seed'={short(seed)} must be an int in [0, 2**64 - 1] (the generator's range)"
     if d.get("negative_prompt") is not None and not isinstance(d["negative_prompt"], str):
-        return f"'negative_prompt'={d['negative_prompt']!r} must be a string"
+        return f"'negative_prompt'={short(d['negative_prompt'])} must be a string"
     for k in ("width", "height"):
         v = d.get(k)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v % 8):
-            return f"{k!r}={v!r} must be a positive multiple of 8"
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 8 <= v <= MAX_SIZE or v % 8):
+            return f"{k!r}={short(v)} must be a multiple of 8 in [8, {MAX_SIZE}]"
     return None
 
 
@@ -80,31 +87,72 @@ def read_prompts(path: str | Path, base_seed: int = 0, width: int | None = None,
     """
     path = Path(path)
     if path.suffix not in (".txt", ".jsonl"):
-        raise ValueError(f"prompt file {str(path)!r}: suffix {path.suffix!r} is not supported; allowed: .txt (one "
-                         f"prompt a line) or .jsonl (one {{\"prompt\": ...}} object a line).")
+        raise PromptFileError(f"prompt file {str(path)!r}: suffix {path.suffix!r} is not supported; allowed: .txt "
+                              f"(one prompt a line) or .jsonl (one {{\"prompt\": ...}} object a line).")
+    if not path.is_file():
+        raise PromptFileError(f"prompt file {str(path)!r} {'is a folder' if path.is_dir() else 'does not exist'}; "
+                              f"allowed: a .txt or .jsonl file. Fix the --prompts path.")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PromptFileError(f"prompt file {str(path)!r}: cannot read it ({exc.strerror}).") from None
     rows: list[Row] = []
     bad: list[BadRow] = []
     index = 0
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        text = line.strip()
+    for n, raw in enumerate(data.splitlines(), start=1):
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            bad.append(BadRow(index, f"{path}:{n}", f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                                                     f"{e.start + 1}); save the file as UTF-8"))
+            index += 1
+            continue
         if not text or text.startswith("#"):
             continue
-        where = f"{path}:{n}"
-        if path.suffix == ".txt":
-            rows.append(Row(index, text, base_seed + index, None, width, height))
-        else:
-            try:
-                d = json.loads(text)
-                problem = _check_jsonl(d)
-            except json.JSONDecodeError as e:
-                problem = f"invalid JSON ({e.msg} at column {e.colno})"
-            if problem:
-                bad.append(BadRow(index, where, problem))
-            else:
-                rows.append(Row(index, d["prompt"], d.get("seed", base_seed + index), d.get("negative_prompt"),
-                                d.get("width", width), d.get("height", height)))
+        problem = _parse_row(path, text, index, base_seed, width, height, rows)
+        if problem:
+            bad.append(BadRow(index, f"{path}:{n}", problem))
         index += 1
     return rows, bad
+
+
+def _parse_row(path: Path, text: str, index: int, base_seed: int, width: int | None, height: int | None,
+               rows: list[Row]) -> str | None:
+    """Append the row `text` describes to `rows`, or return what is wrong with it."""
+    if path.suffix == ".txt":
+        d: Any = {"prompt": text}
+    else:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            return f"invalid JSON ({e.msg} at column {e.colno})"
+        except RecursionError:
+            return "invalid JSON (nested too deeply)"
+        problem = _check_jsonl(d)
+        if problem:
+            return problem
+    seed = d.get("seed", base_seed + index)
+    if seed > MAX_SEED:
+        return f"seed {base_seed} + row {index} = {seed} is over 2**64 - 1; give this row a 'seed' or a smaller --seed"
+    rows.append(Row(index, d["prompt"], seed, d.get("negative_prompt"), d.get("width", width),
+                    d.get("height", height)))
+    return None
+
+
+def row_differences(manifest: dict[int, dict], rows: list[Row]) -> list[str]:
+    """Return how the rows already in a folder's manifest differ from the prompt file's rows now."""
+    now = {r.index: r for r in rows}
+    out = []
+    for i, m in sorted(manifest.items()):
+        r = now.get(i)
+        if r is None:
+            out.append(f"image {i} ({short(m.get('prompt'), 40)}) has no good row {i} in the prompt file now")
+            continue
+        for key, value in (("prompt", r.prompt), ("seed", r.seed), ("negative_prompt", r.negative_prompt),
+                           ("width", r.width), ("height", r.height)):
+            if (value is not None or key == "negative_prompt") and m.get(key) != value:  # size None: the default
+                out.append(f"row {i} {key} {short(m.get(key), 40)} there, {short(value, 40)} now")
+    return out
 
 
 def plan_batches(rows: list[Row], batch_size: int) -> list[list[Row]]:
@@ -122,15 +170,34 @@ def png_path(out: Path, index: int) -> Path:
     return out / f"{index:06d}.png"
 
 
-def compact_manifest(out: Path) -> dict[int, dict]:
-    """Rewrite the manifest with the last valid row per index whose PNG exists, sorted; drop a torn line."""
-    rows: dict[int, dict] = {}
-    for d in jsonl.read(out / MANIFEST):
-        if isinstance(d.get("index"), int):
-            rows[d["index"]] = d
-    rows = {i: rows[i] for i in sorted(rows) if png_path(out, i).exists()}
-    jsonl.rewrite(out / MANIFEST, rows.values())
-    return rows
+def manifest_rows(out: Path) -> dict[int, dict]:
+    """Return the last manifest row per index (torn lines dropped), without touching the folder."""
+    return {d["index"]: d for d in jsonl.read(out / MANIFEST)
+            if isinstance(d.get("index"), int) and not isinstance(d["index"], bool)}
+
+
+def compact_manifest(out: Path, problems: list[str] | None = None) -> dict[int, dict]:
+    """Rewrite the manifest with the last row per index whose PNG checks out, sorted; drop torn lines.
+
+    A finished image that is missing, empty, damaged or differs from its row is deleted (it is made again) and
+    described in `problems`; temporaries a killed run left behind are removed.
+    """
+    rows = manifest_rows(out)
+    kept = {}
+    for i in sorted(rows):
+        path = png_path(out, i)
+        problem = check_png(path, rows[i])
+        if problem is None:
+            kept[i] = rows[i]
+            continue
+        if problem != "missing":
+            path.unlink()
+            if problems is not None:
+                problems.append(f"{path.name}: {problem}")
+    for tmp in out.glob(".*.tmp"):
+        tmp.unlink()
+    jsonl.rewrite(out / MANIFEST, kept.values())
+    return kept
 
 
 def read_done(out: Path) -> set[int]:
@@ -150,18 +217,22 @@ class BatchRun:
         state: an `accelerate.PartialState`; None makes one (a single process unless launched by accelerate).
     """
 
-    def __init__(self, pipe: Any, out: str | Path, steps: int, guidance: float, batch_size: int = 4, state=None):
+    def __init__(self, pipe: Any, out: str | Path, steps: int, guidance: float, batch_size: int = 4, state=None,
+                 model: str | None = None):
         from accelerate import PartialState
 
         self.pipe, self.out, self.steps, self.guidance, self.batch_size = pipe, Path(out), steps, guidance, batch_size
         self.state = state or PartialState()
         self.policy = str(getattr(pipe, "policy", "none"))
+        self.model = model
+        self.redone: list[str] = []  # finished images that failed their check and are made again
+        self.made = 0  # images this process wrote
 
     def prepare(self, rows: list[Row]) -> list[list[Row]]:
-        """Repair the manifest (main process), then return this process's share of unfinished batches."""
+        """Check and repair the manifest (main process), then return this process's share of unfinished batches."""
         self.out.mkdir(parents=True, exist_ok=True)
         if self.state.is_main_process:
-            compact_manifest(self.out)
+            compact_manifest(self.out, self.redone)
         self.state.wait_for_everyone()
         self.done = read_done(self.out)
         pending = [b for b in plan_batches(rows, self.batch_size) if any(r.index not in self.done for r in b)]
@@ -179,7 +250,9 @@ class BatchRun:
             for row, image in zip(batch, images):
                 if row.index in self.done:
                     continue
-                yield self._write(row, image, secs, stats, len(batch))
+                rec = self._write(row, image, secs, stats, len(batch))
+                self.made += 1
+                yield rec
 
     def finish(self) -> dict[int, dict]:
         """Wait for all processes, then sort and compact the manifest (main process); return its rows."""
@@ -200,10 +273,14 @@ class BatchRun:
     def _write(self, row: Row, image, secs: float, stats, n: int) -> dict:
         path = png_path(self.out, row.index)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        image.save(tmp, format="PNG")
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        tmp.write_bytes(buf.getvalue())
         os.replace(tmp, path)  # a killed run never leaves a partial PNG under the final name
         rec = {"index": row.index, "seed": row.seed, "prompt": row.prompt, "negative_prompt": row.negative_prompt,
-               "width": image.width, "height": image.height, "policy": self.policy, "seconds": round(secs, 4),
+               "width": image.width, "height": image.height, "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+               "model": self.model, "steps": self.steps, "guidance": self.guidance,
+               "policy": self.policy, "seconds": round(secs, 4),
                "batch_size": n, "process": self.state.process_index,
                "computed": None if stats is None else stats.computed / n,
                "reused": None if stats is None else stats.reused / n,

@@ -35,6 +35,17 @@ class AssetError(DiffSkipError, FileNotFoundError):
     """An embedded model or file is missing from the installed package."""
 
 
+class RunFolderError(DiffSkipError, ValueError):
+    """An output folder holds another run, is in use by another process, or cannot be written."""
+
+
+class PromptFileError(DiffSkipError, ValueError):
+    """A prompt file cannot be read at all (missing, a folder, wrong suffix); bad rows are reported per row."""
+
+
+__all__ += ["RunFolderError", "PromptFileError"]
+
+
 def short(value: object, limit: int = MAX_ECHO) -> str:
     """Return repr(value) cut to `limit` characters, so a huge bad input never floods a message."""
     text = repr(value)

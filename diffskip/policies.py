@@ -290,18 +290,39 @@ class Threshold(Policy):
 @register_policy("mask")
 @dataclass(frozen=True)
 class Mask(Policy):
-    """Follow an explicit per-step plan: '1' computes, '0' reuses (step masks)."""
+    """Follow an explicit per-step plan: '1' computes, '0' reuses (step masks).
+
+    With `cycle=0` (the spec default) the mask has one character per step and a run of another length is
+    refused before its first unit runs; `cycle=1` repeats the pattern over any number of steps (the ComfyUI
+    node's default, `steps=1,cycle=1`, computes every step at any step count).
+    """
 
     steps: str = _knob("1", tip="one character per step: 1 computes, 0 reuses")
+    cycle: int = dataclasses.field(default=0, metadata={
+        "range": (0, 1), "node_default": 1,
+        "tooltip": "0: one character per step (a run of another length is refused); 1: repeat the pattern"})
 
     def check(self) -> None:
         _check(isinstance(self.steps, str) and len(self.steps) > 0 and set(self.steps) <= {"0", "1"},
                self.name, "steps", self.steps, "a non-empty string of 0/1, one character per step")
+        _check(self.cycle in (0, 1) and isinstance(self.cycle, int), self.name, "cycle", self.cycle,
+               "0 (one character per step) or 1 (repeat the pattern)")
+
+    def check_steps(self, num_steps: int) -> None:
+        """Raise PolicyError unless this mask fits a run of `num_steps` steps (any count when cycling)."""
+        if not self.cycle and len(self.steps) != num_steps:
+            raise PolicyError(f"mask: steps={short(self.steps)} has {len(self.steps)} characters but the run has "
+                              f"{num_steps} steps; allowed: one character per step. Fix: give {num_steps} characters, "
+                              f"or add cycle=1 to repeat the pattern.")
 
     def decide(self, info: StepInfo, unit: int) -> bool:
+        if self.cycle:
+            return self.steps[info.step % len(self.steps)] == "1"
+        if info.num_steps is not None:
+            self.check_steps(info.num_steps)
         if info.step >= len(self.steps):
-            raise PolicyError(f"mask: steps={self.steps!r} covers {len(self.steps)} steps but the run reached "
-                              f"step {info.step}; give one character per denoiser step.")
+            raise PolicyError(f"mask: steps={short(self.steps)} covers {len(self.steps)} steps but the run reached "
+                              f"step {info.step}; give one character per denoiser step, or add cycle=1.")
         return self.steps[info.step] == "1"
 
 

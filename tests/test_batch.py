@@ -54,8 +54,8 @@ def test_read_prompts_txt_and_jsonl_with_per_row_fields_and_line_numbers(tmp_pat
     assert [(b.index, b.where) for b in bad] == [(1, f"{jl}:2"), (2, f"{jl}:3"), (3, f"{jl}:5"), (4, f"{jl}:6"),
                                                   (5, f"{jl}:7")]
     assert "unknown keys ['colour']" in str(bad[0]) and "invalid JSON" in bad[1].problem
-    assert "'width'=20 must be a positive multiple of 8" in bad[2].problem and "non-empty" in bad[3].problem
-    assert str(bad[4]) == f"{jl}:7: 'seed'=-1 must be an int >= 0"
+    assert "'width'=20 must be a multiple of 8 in [8, 2048]" in bad[2].problem and "non-empty" in bad[3].problem
+    assert str(bad[4]) == f"{jl}:7: 'seed'=-1 must be an int in [0, 2**64 - 1] (the generator's range)"
     with pytest.raises(ValueError, match=r"suffix '\.csv' is not supported; allowed: \.txt"):
         read_prompts(tmp_path / "p.csv")
 

@@ -40,7 +40,8 @@ def test_one_node_per_policy_with_inputs_generated_from_the_dataclass():
         assert list(spec)[0] == "model" and set(spec) - {"model"} == set(fields)
         for name, (kind, opts) in list(spec.items())[1:]:
             f = fields[name]
-            assert opts["default"] == (dc.NONE if f.default is None else f.default)
+            default = f.metadata.get("node_default", f.default)  # Mask: cycle=1, so the default runs at any count
+            assert opts["default"] == (dc.NONE if default is None else default)
             assert opts["tooltip"].startswith(f.metadata["tooltip"])
             lo, hi = f.metadata["range"]
             if kind != "STRING":

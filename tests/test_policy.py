@@ -63,8 +63,10 @@ def test_bad_specs_raise_with_value_and_allowed(spec, match):
 
 
 def test_mask_past_its_end_raises_and_uniform_needs_steps():
+    with pytest.raises(PolicyError, match="has 2 characters but the run has 10 steps"):
+        diffskip.Mask(steps="10").decide(info(0), 0)  # a known step count: refused at step 0
     with pytest.raises(PolicyError, match="covers 2 steps but the run reached step 2"):
-        diffskip.Mask(steps="10").decide(info(2), 0)
+        diffskip.Mask(steps="10").decide(info(2, n=None), 0)
     with pytest.raises(PolicyError, match="needs the number of steps"):
         diffskip.Uniform().decide(info(3, n=None), 0)
 

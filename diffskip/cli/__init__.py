@@ -11,6 +11,9 @@ import importlib
 import logging
 import sys
 
+from ..errors import DiffSkipError
+from .options import Parser, int_in
+
 # name -> (module in diffskip.cli, one-line help)
 COMMANDS = {
     "generate": ("generate", "render a prompt grid, or every row of a prompt file (--prompts), with a caching policy"),
@@ -20,7 +23,7 @@ COMMANDS = {
 }
 
 
-class UsageError(Exception):
+class UsageError(DiffSkipError, ValueError):
     """Bad command-line input found after parsing (printed as one line, exit status 2)."""
 
 
@@ -36,12 +39,12 @@ def policy_spec(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every subcommand's options."""
-    p = argparse.ArgumentParser(prog="diffskip", description="Make diffusers pipelines cheaper to run.")
+    p = Parser(prog="diffskip", description="Make diffusers pipelines cheaper to run.")
     sub = p.add_subparsers(dest="cmd", required=True)
     for name, (module, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(module=module)
-        sp.add_argument("--threads", type=int, default=None,
+        sp.add_argument("--threads", type=int_in(1, 1024), default=None,
                         help="CPU threads for torch (default: torch's own choice)")
         importlib.import_module(f"{__name__}.{module}").add_arguments(sp)
     return p
@@ -49,8 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a subcommand; return its exit status (errors exit 2, Ctrl-C 130)."""
-    from ..errors import DiffSkipError
-
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -64,8 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"diffskip {args.cmd}: interrupted; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
-    except (DiffSkipError, UsageError, ValueError, FileNotFoundError) as exc:  # bad input: the message says the fix
+    except (DiffSkipError, ValueError, FileNotFoundError) as exc:  # bad input: the message says the fix
         print(f"diffskip {args.cmd}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except MemoryError:
+        print(f"diffskip {args.cmd}: error: out of memory; fix: a smaller --size or --batch-size.", file=sys.stderr)
+        sys.exit(2)
+    except RuntimeError as exc:  # torch.OutOfMemoryError (a RuntimeError) on a GPU; anything else is a bug
+        if type(exc).__name__ != "OutOfMemoryError":
+            raise
+        print(f"diffskip {args.cmd}: error: out of device memory; fix: a smaller --size or --batch-size.",
+              file=sys.stderr)
         sys.exit(2)
     return status or 0
 

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from . import UsageError
+from . import options as opt
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:
@@ -12,13 +13,13 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default="fashion-sd", help="embedded pipeline name or a diffusers pipeline folder")
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="folder of images, encoded through the pipeline's VAE")
-    src.add_argument("--samples", type=int, metavar="N",
+    src.add_argument("--samples", type=opt.int_in(1, 1_000_000), metavar="N",
                      help="final latents of N full-step pipeline samples (prompts from --prompts, cycled)")
     g.add_argument("--prompts", default=None, help="text file, one prompt a line, for --samples")
-    g.add_argument("--size", type=int, default=None, help="image size for --images (default: the model's)")
-    g.add_argument("--steps", type=int, default=25, help="sampling steps for --samples")
-    g.add_argument("--guidance", type=float, default=4.0, help="guidance scale for --samples")
-    g.add_argument("--rank", type=int, default=64, help="eigenpairs kept; the rest becomes one residual variance")
+    g.add_argument("--size", type=opt.size, default=None, help="image size for --images (default: the model's)")
+    g.add_argument("--steps", type=opt.steps, default=25, help="sampling steps for --samples")
+    g.add_argument("--guidance", type=opt.guidance, default=4.0, help="guidance scale for --samples")
+    g.add_argument("--rank", type=opt.int_in(1, 100_000), default=64, help="eigenpairs kept; the rest becomes one residual variance")
     g.add_argument("--out", required=True, help="output path without suffix (writes <out>.safetensors and <out>.json)")
     g.add_argument("--overwrite", action="store_true", help="replace existing <out>.safetensors/.json")
 
@@ -29,7 +30,12 @@ def _pipeline(model: str):
     from ..pipeline import resolve_model
 
     path = Path(resolve_model(model))
-    pipe = DiffusionPipeline.from_pretrained(str(path))
+    try:
+        pipe = DiffusionPipeline.from_pretrained(str(path))
+    except Exception as exc:  # noqa: BLE001  (diffusers, hub and safetensors raise many kinds: one line each)
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UsageError(f"--model {model!r}: cannot load it ({type(exc).__name__}: {first}); allowed: an embedded "
+                         f"name, a diffusers pipeline folder or a hub id. Fix the name, or re-download it.") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe, path
 
@@ -45,7 +51,12 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError("--samples needs --prompts FILE (one prompt a line, cycled to N samples).")
     prompts = None
     if args.samples:
-        lines = [ln.strip() for ln in Path(args.prompts).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        try:
+            text = Path(args.prompts).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--prompts {args.prompts}: cannot read it as UTF-8 text ({exc}); give a text file, "
+                             f"one prompt a line.") from None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         if not lines:
             raise UsageError(f"--prompts {args.prompts}: no prompts in the file; give one prompt a line.")
         prompts = [lines[i % len(lines)] for i in range(args.samples)]

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import DiffSkipError
 from . import UsageError, policy_spec
+from . import options as opt
 
 DEFAULT_MODEL = "fashion-sd"
 DEFAULT_POLICY = "interval:every=3"
@@ -31,10 +33,79 @@ def load(model: str, policy: str, plan: str | None = None):
             fast.apply_plan(plan)
         return fast
     path = Path(resolve_model(model))
+    allowed = "allowed: an embedded name (fashion-sd, fashion-pixart), a diffusers pipeline folder, a hub id, or tiny-sd"
     if path.exists() and not (path / "model_index.json").exists():
-        raise UsageError(f"--model {model!r}: {path} has no model_index.json; allowed: an embedded name "
-                         f"(fashion-sd, fashion-pixart), a diffusers pipeline folder, a hub id, or tiny-sd.")
-    return DiffSkipPipeline.from_pretrained(str(path) if path.exists() else model, policy, plan=plan)
+        raise UsageError(f"--model {model!r}: {path} has no model_index.json; {allowed}.")
+    try:
+        return DiffSkipPipeline.from_pretrained(str(path) if path.exists() else model, policy, plan=plan)
+    except DiffSkipError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (diffusers, hub and safetensors raise many kinds: one line each)
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UsageError(f"--model {model!r}: cannot load it ({type(exc).__name__}: {first}); {allowed}. Fix the "
+                         f"name, or re-download a damaged folder.") from None
+
+
+def check_loaded(pipe, args: argparse.Namespace) -> None:
+    """Check --steps and --size against the loaded scheduler and denoiser, before any image is made."""
+    sched = pipe.scheduler
+    trial = type(sched).from_config(sched.config)
+    n = trial.config.get("num_train_timesteps", None)
+
+    def fits(k: int) -> bool:
+        try:
+            trial.set_timesteps(k)
+        except Exception:  # noqa: BLE001  (schedulers refuse a count in their own ways)
+            return False
+        ts = trial.timesteps
+        return len(ts) > 0 and (n is None or (float(ts.max()) < n and float(ts.min()) >= 0))
+
+    if not fits(args.steps):
+        lo, hi = 1, min(args.steps, n or args.steps)  # the largest count that fits (fits(1) is assumed)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        raise UsageError(f"--steps {args.steps}: {type(sched).__name__} ({n} training timesteps) cannot run it; "
+                         f"allowed: 1 to {lo} steps. Fix: --steps {min(lo, 25)}.")
+    size = getattr(args, "size", None)
+    den = getattr(pipe, "denoiser", None)
+    unit = getattr(pipe, "vae_scale_factor", 8) * (getattr(getattr(den, "config", None), "patch_size", None) or 1)
+    if size is not None and size % unit:
+        raise UsageError(f"--size {size}: this model needs a multiple of {unit}; e.g. --size {max(unit, size // unit * unit)}.")
+    policy = pipe.policy
+    if hasattr(policy, "check_steps"):
+        policy.check_steps(args.steps)
+
+
+def identity(args: argparse.Namespace, pipe=None) -> dict:
+    """Return what made a folder: the options now, plus weights and scheduler once `pipe` is loaded."""
+    from ..policies import parse
+
+    out = {"model": args.model, "steps": args.steps, "guidance": args.guidance, "size": args.size,
+           "policy": str(parse(args.policy))}
+    if getattr(args, "plan", None) is not None:  # the plan's scheduler and jump, by content
+        import hashlib
+
+        out["plan"] = hashlib.sha256(Path(args.plan).read_bytes()).hexdigest()[:16]
+    if not args.prompts:
+        out.update(prompts=args.prompt or DEFAULT_PROMPTS, per_prompt=args.per_prompt, seed=args.seed,
+                   baseline=args.baseline)
+    if pipe is not None:
+        from ..runfolder import config_hash, weights_hash
+
+        inner = getattr(pipe, "pipe", pipe)
+        out.update(pipeline=type(inner).__name__, weights=weights_hash(inner), scheduler=type(inner.scheduler).__name__,
+                   scheduler_config=config_hash(inner.scheduler.config))
+    return out
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """Checks that need no model: the policy against --steps (a mask of another length is refused now)."""
+    from ..policies import parse
+
+    policy = parse(args.policy)
+    if hasattr(policy, "check_steps"):
+        policy.check_steps(args.steps)
 
 
 def device(name: str) -> str:
@@ -75,19 +146,34 @@ def _render(pipe, prompts: list[str], args) -> tuple[list, float]:
 
 
 def generate(args: argparse.Namespace) -> dict:
-    """Render the prompt grid accelerated (and unaccelerated with --baseline); write PNGs and stats.json."""
-    from ..pipeline import DiffSkipPipeline
+    """Render the prompt grid accelerated (and unaccelerated with --baseline); write PNGs and stats.json.
 
-    pipe = load(args.model, args.policy, args.plan)
+    The folder must be new, hold this same grid (its files are replaced), or be cleared with --overwrite.
+    """
+    from ..pipeline import DiffSkipPipeline
+    from ..runfolder import RunFolder
+
+    precheck(args)
+    with RunFolder(args.out, "grid", args.overwrite) as folder:
+        folder.check(identity(args), keys=sorted(identity(args)))
+        pipe = load(args.model, args.policy, args.plan)
+        check_loaded(pipe, args)
+        full = identity(args, pipe)
+        folder.check(full)
+        folder.clear()  # the same grid again: its old files go, so nothing stale stays beside the new stats.json
+        folder.record(full)
+        return _render_grid(pipe, args, Path(args.out), DiffSkipPipeline)
+
+
+def _render_grid(pipe, args: argparse.Namespace, out: Path, wrapper) -> dict:
     pipe.to(device(args.device))
     pipe.set_progress_bar_config(disable=True)
     prompts = args.prompt or DEFAULT_PROMPTS
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     cols = args.cols or min(len(prompts) * args.per_prompt, 10)
-    report = {"model": args.model, "policy": str(pipe.policy), "prompts": prompts, "steps": args.steps}
+    report = {"model": args.model, "policy": str(pipe.policy), "prompts": prompts, "steps": args.steps,
+              "guidance": args.guidance, "size": args.size, "seed": args.seed}
     if args.baseline:  # first: it also warms up and measures the full-pass FLOPs once
-        base, bsecs = _render(DiffSkipPipeline(pipe.pipe, "never", call_defaults=pipe.call_defaults), prompts, args)
+        base, bsecs = _render(wrapper(pipe.pipe, "never", call_defaults=pipe.call_defaults), prompts, args)
         _save_grid(base, cols, args.cell, out / "grid_baseline.png")
         report["baseline_seconds"] = round(bsecs, 3)
     images, secs = _render(pipe, prompts, args)
@@ -101,45 +187,80 @@ def generate(args: argparse.Namespace) -> dict:
 
         from ..metrics.fidelity import psnr
 
-        report["psnr_vs_baseline"] = round(fmean(psnr(a, b) for a, b in zip(images, base)), 2)
-    (out / "stats.json").write_text(json.dumps(report, indent=2))
+        value = fmean(psnr(a, b) for a, b in zip(images, base))
+        report["psnr_vs_baseline"] = round(value, 2) if math.isfinite(value) else None  # None: identical images
+    (out / "stats.json").write_text(json.dumps(report, indent=2, allow_nan=False))
     return report
 
 
 def run_batch(args: argparse.Namespace) -> int:
     """Generate every row of `--prompts` into `--out` (resumable, split across accelerate processes).
 
-    Returns the exit status: 1 when some rows were bad (the good ones are still generated), else 0.
+    Returns the exit status: 1 when some rows were bad (the good ones are still generated), else 0. The
+    end-of-run report prints however the run ends (finished, failed, or interrupted).
     """
     from accelerate import PartialState
-    from tqdm import tqdm
 
-    from ..batch import MANIFEST, BatchRun, read_prompts
+    from ..batch import BatchRun, manifest_rows, read_prompts, row_differences
+    from ..runfolder import RunFolder, refuse
 
     if args.prompt or args.per_prompt != 1:
         raise UsageError("--prompts (batch mode) reads its prompts from the file, one image per row; allowed "
                          "with it: no --prompt / --per-prompt. Fix: drop them, or drop --prompts for the grid.")
-    state = PartialState(cpu=device(args.device) == "cpu")  # gloo on CPU; without cpu=True accelerate stays 1 process
     rows, bad = read_prompts(args.prompts, base_seed=args.seed, width=args.size, height=args.size)
+    precheck(args)
+    state = PartialState(cpu=device(args.device) == "cpu")  # gloo on CPU; without cpu=True accelerate stays 1 process
+    folder = RunFolder(args.out, "batch", args.overwrite)
     if state.is_main_process:
         for b in bad:
             print(f"error: {b} (row skipped; fix it and run again: finished images are kept)", file=sys.stderr)
-    pipe = load(args.model, args.policy, args.plan)
-    pipe.to(state.device)
-    pipe.set_progress_bar_config(disable=True)
-    job = BatchRun(pipe, args.out, steps=args.steps, guidance=args.guidance, batch_size=args.batch_size, state=state)
+        folder.open()
+    job = None
+    try:
+        if state.is_main_process:
+            folder.check(identity(args), keys=sorted(identity(args)))
+            diffs = row_differences(manifest_rows(Path(args.out)), rows)
+            if diffs:
+                raise refuse(Path(args.out), diffs, "images of other prompt rows")
+        job = False  # checks passed: from here on the end-of-run report prints however the run ends
+        pipe = load(args.model, args.policy, args.plan)
+        check_loaded(pipe, args)
+        if state.is_main_process:
+            folder.record(identity(args, pipe))
+        pipe.to(state.device)
+        pipe.set_progress_bar_config(disable=True)
+        job = BatchRun(pipe, args.out, steps=args.steps, guidance=args.guidance, batch_size=args.batch_size,
+                       state=state, model=args.model)
+        _run_rows(job, rows, state)
+        return 1 if bad else 0
+    finally:
+        folder.close()
+        if job is not None and state.is_main_process:
+            _report(args, job or None, state, len(rows) + len(bad), bad)
+
+
+def _run_rows(job, rows: list, state) -> None:
+    from tqdm import tqdm
+
     mine = job.prepare(rows)
     todo = sum(r.index not in job.done for b in mine for r in b)
     with tqdm(total=todo, unit="img", desc=f"rank {state.process_index}", disable=not state.is_main_process) as bar:
         for _ in job.run(mine):
             bar.update(1)
-    manifest = job.finish()
-    if state.is_main_process:
-        print(f"{len(manifest)} of {len(rows) + len(bad)} rows done in {args.out}/ ({len(job.done)} were already "
-              f"there; {state.num_processes} process(es)); manifest {Path(args.out) / MANIFEST}")
-        for b in bad:
-            print(f"error: {b}", file=sys.stderr)
-    return 1 if bad else 0
+    job.finish()
+
+
+def _report(args: argparse.Namespace, job, state, total: int, bad: list) -> None:
+    """Print the end-of-run report (also after a failure or Ctrl-C) and the bad rows again."""
+    from ..batch import MANIFEST, read_done
+
+    done = len(read_done(Path(args.out)))
+    made, there = (job.made, len(getattr(job, "done", ()))) if job else (0, done)
+    redone = f"; {len(job.redone)} damaged image(s) made again: {', '.join(job.redone[:3])}" if job and job.redone else ""
+    print(f"{done} of {total} rows done in {args.out}/ ({made} made now, {there} were already there{redone}; "
+          f"{state.num_processes} process(es)); manifest {Path(args.out) / MANIFEST}")
+    for b in bad:
+        print(f"error: {b}", file=sys.stderr)
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:
@@ -150,36 +271,46 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--prompts", default=None,
                    help="prompt file (.txt: one a line; .jsonl: {prompt, seed, negative_prompt, width, height}): "
                         "batch mode, resumable, writes {index:06d}.png + manifest.jsonl; --seed is the base seed")
-    g.add_argument("--batch-size", type=int, default=4, help="batch mode: images per pipeline call")
-    g.add_argument("--steps", type=int, default=None, help="denoising steps (default: the --plan's, else 25)")
+    g.add_argument("--batch-size", type=opt.int_in(1, 256), default=4, help="batch mode: images per pipeline call")
+    g.add_argument("--steps", type=opt.steps, default=None,
+                   help="denoising steps, 1 to what the scheduler allows (default: the --plan's, else 25)")
     g.add_argument("--plan", default=None, help="a plan file from `diffskip tune` (policy, steps, scheduler, "
                                                  "jump); replaces --policy")
-    g.add_argument("--guidance", type=float, default=4.0)
-    g.add_argument("--per-prompt", type=int, default=1, help="images per prompt")
-    g.add_argument("--size", type=int, default=None, help="height = width in pixels (default: the model's)")
-    g.add_argument("--seed", type=int, default=0, help="grid: generator seed; batch: base seed (+ row index)")
-    g.add_argument("--cols", type=int, default=None)
-    g.add_argument("--cell", type=int, default=96, help="pixels per grid cell (nearest-neighbour upscale)")
+    g.add_argument("--guidance", type=opt.guidance, default=4.0, help="guidance scale in [1, 100] (1: no CFG)")
+    g.add_argument("--per-prompt", type=opt.int_in(1, 64), default=1, help="images per prompt")
+    g.add_argument("--size", type=opt.size, default=None,
+                   help="height = width in pixels, a multiple of 8 up to 2048 (default: the model's)")
+    g.add_argument("--seed", type=opt.seed, default=0, help="grid: generator seed; batch: base seed (+ row index)")
+    g.add_argument("--cols", type=opt.int_in(1, 100), default=None)
+    g.add_argument("--cell", type=opt.int_in(1, 1024), default=96, help="pixels per grid cell (nearest-neighbour upscale)")
     g.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                    help="also render the unaccelerated grid and report PSNR against it")
     g.add_argument("--device", default="auto", help="torch device (auto: cuda when available, else cpu)")
-    g.add_argument("--out", default="out/generate")
+    g.add_argument("--out", default="out/generate",
+                   help="output folder; it records the run that made it (run.json) and refuses another run")
+    g.add_argument("--overwrite", action="store_true",
+                   help="delete the diffskip files of another run in --out first (other files stay)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `diffskip generate` and print its one-line summary (exit status 1 when prompt rows were bad)."""
-    if args.plan is not None:
+    if args.plan is not None:  # a bad plan fails before the model loads
         from ..plans import load_plan
+        from ..policies import parse
 
-        args.steps = args.steps or load_plan(args.plan)["num_steps"]  # a bad plan fails before the model loads
+        if args.policy != str(parse(DEFAULT_POLICY)):
+            raise UsageError(f"--plan {args.plan} and --policy {args.policy} both set the policy; allowed: one of them.")
+        data = load_plan(args.plan)
+        args.steps, args.policy = args.steps or data["num_steps"], data["policy"]
     args.steps = args.steps or 25
     if args.prompts:
         return run_batch(args)
     report = generate(args)
     st = report["stats"]
+    psnr = report.get("psnr_vs_baseline")
     print(f"policy {report['policy']}: {st['computed']} unit evaluations computed, {st['reused']} reused, "
           f"denoiser FLOPs {st['flops_fraction']:.3f} of full, {report['seconds']}s"
-          + (f" (baseline {report['baseline_seconds']}s, PSNR vs baseline {report['psnr_vs_baseline']} dB)"
-             if "baseline_seconds" in report else ""))
+          + (f" (baseline {report['baseline_seconds']}s, PSNR vs baseline "
+             f"{'inf (identical)' if psnr is None else psnr} dB)" if "baseline_seconds" in report else ""))
     print(f"wrote {Path(args.out) / 'grid.png'}, the images and stats.json in {args.out}/")
     return 0

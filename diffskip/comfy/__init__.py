@@ -12,9 +12,9 @@ import dataclasses
 import typing
 from typing import Any, Callable
 
-from ..adapters import find_adapter
+from ..adapters import find_adapter, resolve_units
 from ..engine import hooks
-from ..engine.session import Session, session
+from ..engine.session import Session, resolve_span, session
 from ..engine.stats import Stats
 from ..errors import DiffSkipError
 from ..policies import POLICIES, Policy
@@ -86,7 +86,9 @@ class _UnetFunction(_Run):
 def apply_policy(model, policy: Policy):
     """Return a clone of a ComfyUI ModelPatcher that samples with `policy`; the input model is untouched."""
     m = model.clone()
-    find_adapter(m.get_model_object("diffusion_model"))  # unsupported model: raise now, naming how to register
+    net = m.get_model_object("diffusion_model")
+    adapter = find_adapter(net)  # unsupported model: raise now, naming how to register
+    resolve_span(policy, adapter, len(resolve_units(net, adapter)), type(net).__name__)  # head/tail fit: now
     if hasattr(m, "add_wrapper_with_key"):
         if hasattr(m, "remove_wrappers_with_key"):
             m.remove_wrappers_with_key(OUTER_SAMPLE, KEY)
@@ -119,10 +121,11 @@ def _input(f: dataclasses.Field, hint) -> tuple:
     optional = type(None) in args
     base = next((t for t in (args or (hint,)) if t is not type(None)), str)
     lo, hi = f.metadata.get("range", (None, None))
+    default = f.metadata.get("node_default", f.default)  # e.g. Mask: cycle=1, so the default runs at any step count
     tip = f.metadata.get("tooltip", f.name) + (f" ({NONE}: none)" if optional else "")
     if base is str:
-        return ("STRING", {"default": f.default, "tooltip": tip})
-    opts: dict[str, Any] = {"default": NONE if f.default is None else f.default, "tooltip": tip}
+        return ("STRING", {"default": default, "tooltip": tip})
+    opts: dict[str, Any] = {"default": NONE if default is None else default, "tooltip": tip}
     if lo is not None:
         opts["min"] = NONE if optional else lo
     if hi is not None:

@@ -61,15 +61,23 @@ class BranchCache:
         return extrapolate(entry, self.slope[i], k)
 
     def observe(self, p: torch.Tensor) -> None:
-        """Accumulate the per-sample relative L1 change of the probe (TeaCache / First-Block-Cache)."""
-        p = p.detach().float()
+        """Accumulate the per-sample relative L1 change of the probe (TeaCache / First-Block-Cache).
+
+        The probe is kept in the compute dtype (no float32 copy of a half-precision run); the change is
+        measured in float32.
+        """
+        p = p.detach()
         if self.probe is not None and self.probe.shape == p.shape:
-            prev = self.probe.flatten(1)
-            rel = (p.flatten(1) - prev).abs().mean(1) / prev.abs().mean(1).clamp_min(1e-12)
+            prev = self.probe.flatten(1).float()
+            rel = (p.flatten(1).float() - prev).abs().mean(1) / prev.abs().mean(1).clamp_min(1e-12)
             self.drift = rel if self.drift is None else self.drift + rel
             self.rate_sum = rel if self.rate_sum is None else self.rate_sum + rel
             self.rate_count += 1
         self.probe = p
+
+    def nbytes(self) -> int:
+        """Return the bytes of every tensor this branch holds (values, slopes, probe, drift)."""
+        return _nbytes((self.values, self.slope, self.probe, self.drift))
 
     def reset_drift(self, computed: bool | tuple) -> None:
         """Zero the drift of the samples whose first skippable unit computes at this step."""
@@ -105,6 +113,13 @@ class Streams:
         outs = tuple(_stream(bound, s) + r if s is not None and isinstance(r, torch.Tensor) else r
                      for s, r in zip(self.names, residual))
         return outs[0] if self.single else outs
+
+
+def _nbytes(x: Any) -> int:
+    if isinstance(x, torch.Tensor):
+        return x.numel() * x.element_size()
+    items = x.values() if isinstance(x, dict) else x if isinstance(x, (tuple, list)) else ()
+    return sum(_nbytes(v) for v in items)
 
 
 def _stream(bound: inspect.BoundArguments, name: str) -> torch.Tensor:

@@ -91,6 +91,7 @@ class Session:
         out = self.meter.call(fn, args, kwargs, may_measure=not self.branch.values)
         self.meter.account(rec, self.batch, self.skippable)
         self.stats.add(rec)
+        self.stats.cache_bytes = max(self.stats.cache_bytes, sum(b.nbytes() for b in self.branches.values()))
         return out
 
     # -- unit call -----------------------------------------------------------------------------------

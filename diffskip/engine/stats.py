@@ -26,6 +26,7 @@ class Stats:
     skippable: int
     calls: list[CallRecord] = field(default_factory=list)
     skipped_steps: int = 0  # leading steps replaced by the analytic Gaussian jump (no denoiser call)
+    cache_bytes: int = 0  # peak bytes the session's caches held during the run (freed when it ends)
 
     def add(self, rec: CallRecord) -> None:
         self.calls.append(rec)
@@ -75,11 +76,13 @@ class Stats:
         """Return a JSON-ready summary with per-call records."""
         return {"steps": self.steps, "units": self.num_units, "skippable_units": self.skippable,
                 "computed": self.computed, "reused": self.reused, "flops_fraction": self.flops_fraction,
-                "per_branch": self.per_branch(), "skipped_steps": self.skipped_steps, "calls": [asdict(c) for c in self.calls]}
+                "per_branch": self.per_branch(), "skipped_steps": self.skipped_steps,
+                "cache_bytes": self.cache_bytes, "calls": [asdict(c) for c in self.calls]}
 
     def __str__(self) -> str:
         f = self.flops_fraction
         frac = "n/a" if f is None else f"{f:.3f}"
         skip = f"skipped_steps={self.skipped_steps} " if self.skipped_steps else ""
         return (f"{skip}steps={self.steps} calls={len(self.calls)} computed={self.computed} reused={self.reused} "
-                f"(skippable units {self.skippable} of {self.num_units}) denoiser_flops_fraction={frac}")
+                f"(skippable units {self.skippable} of {self.num_units}) denoiser_flops_fraction={frac} "
+                f"cache_mb={self.cache_bytes / 2**20:.1f}")
