@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -132,8 +133,8 @@ def run(name: str, n: int, out: Path) -> dict:
         flops = results["rows"][f"default {spec}"]["flops"]
         if spec in DEFAULTS:
             levels.add(round(flops, 3))
-    for level in sorted(levels):
-        steps = max(1, int(level * full + 1e-9))
+    for level, steps in sorted({(lv, s) for lv in levels for s in
+                                 (max(1, int(lv * full + 1e-9)), math.ceil(lv * full - 1e-9))}):  # at or under, at or over
         for sched in ("own", "dpm++"):
             label = f"fewer steps: {steps} [{sched}]"
             if label not in results["rows"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -86,8 +87,8 @@ def run(n: int, out: Path) -> dict:
         print(f"tuned {budget}: {t}", flush=True)
         imgs, flops = render(unet, ddim, t.policy, t.num_steps, seeds)
         score(f"tuned plan @{budget}: {t.num_steps} steps {t.policy}", imgs, flops)
-    for level in sorted(levels):
-        steps = max(1, int(level * FULL + 1e-9))
+    for level, steps in sorted({(lv, s) for lv in levels for s in
+                                 (max(1, int(lv * FULL + 1e-9)), math.ceil(lv * FULL - 1e-9))}):  # at or under, at or over
         for name, sched in (("ddim", ddim), ("dpm++", dpm)):
             label = f"fewer steps: {steps} [{name}]"
             if label not in res["rows"]:

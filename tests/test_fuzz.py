@@ -85,7 +85,8 @@ def test_any_option_value_parses_into_range_or_fails_in_one_line_with_exit_2(cap
         err = capsys.readouterr().err
         assert exc.code == 2 and len(err.strip().splitlines()) == 1 and "error:" in err
         return
-    assert 1 <= args.steps <= 10_000 and 0 <= args.seed <= MAX_SEED and math.isfinite(args.guidance)
+    assert args.steps is None or 1 <= args.steps <= 10_000  # None: the --plan's steps, else 25
+    assert 0 <= args.seed <= MAX_SEED and math.isfinite(args.guidance)
     assert 1 <= args.guidance <= 100 and (args.size is None or (8 <= args.size <= 2048 and args.size % 8 == 0))
     assert 1 <= args.batch_size and 1 <= args.per_prompt
 

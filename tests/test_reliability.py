@@ -205,7 +205,7 @@ def test_comfy_node_refuses_head_beyond_the_models_units_at_apply():
 
     node = dc.NODE_CLASS_MAPPINGS["DiffSkipInterval"]()
     with pytest.raises(PolicyError, match="head=64 \\+ tail=0 exceeds the"):
-        node.apply(fc.patcher("unet"), every=2, start=0, end=-1, head=64, tail=-1, forecast=0)
+        node.apply(fc.patcher("unet"), every=2, start=0, end=-1, head=64, tail=-1, forecast=0, final=1)
 
 
 def test_stats_report_cache_bytes():
@@ -247,7 +247,7 @@ def test_pipeline_refuses_a_mask_of_another_length_at_step_0_before_any_unit_run
 def test_ctrl_c_while_the_model_loads_still_prints_the_report(tmp_path, capsys, monkeypatch, prompts):
     from diffskip.cli import generate
 
-    def interrupted(model, policy):
+    def interrupted(model, policy, plan=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(generate, "load", interrupted)
