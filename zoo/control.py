@@ -96,7 +96,7 @@ def train_steps(run: Run, model: torch.nn.Module, step_fn, steps: int) -> dict:
     state = resume(run, model, opt, sched, None)
     torch.manual_seed(run.seed + state["step"])
     start, last = time.time() - state["elapsed"], time.time()
-    acc = 0.0
+    acc, seen = 0.0, 0
     model.train()
     while state["step"] < steps:
         loss = step_fn(state["step"])
@@ -105,12 +105,12 @@ def train_steps(run: Run, model: torch.nn.Module, step_fn, steps: int) -> dict:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        acc += loss.item()
+        acc, seen = acc + loss.item(), seen + 1
         state["step"] += 1
         if state["step"] % run.log_every == 0:
-            state["losses"].append([state["step"], round(time.time() - start, 1), acc / run.log_every])
+            state["losses"].append([state["step"], round(time.time() - start, 1), acc / seen])
             log.info("%s step %d t=%.0fs loss %.5f", run.name, *state["losses"][-1])
-            acc = 0.0
+            acc, seen = 0.0, 0
         if time.time() - last > run.ckpt_minutes * 60 or state["step"] == steps:
             state["elapsed"] = time.time() - start
             save_ckpt(run, ckpt_state(model, opt, sched, None, state))
