@@ -23,7 +23,7 @@ __all__ = ["Row", "BadRow", "read_prompts", "plan_batches", "BatchRun", "MANIFES
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
-JSONL_KEYS = {"prompt", "seed", "negative_prompt", "width", "height"}
+JSONL_KEYS = {"prompt", "seed", "negative_prompt", "width", "height", "control_image"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Row:
     negative_prompt: str | None = None
     width: int | None = None
     height: int | None = None
+    control_image: str | None = None  # condition image path for a control model (docs/control.md)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ def _check_jsonl(d: Any) -> str | None:
         return f"'seed'={seed!r} must be an int >= 0"
     if d.get("negative_prompt") is not None and not isinstance(d["negative_prompt"], str):
         return f"'negative_prompt'={d['negative_prompt']!r} must be a string"
+    if d.get("control_image") is not None and not isinstance(d["control_image"], str):
+        return f"'control_image'={d['control_image']!r} must be a path string"
     for k in ("width", "height"):
         v = d.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v % 8):
@@ -98,11 +101,14 @@ def read_prompts(path: str | Path, base_seed: int = 0, width: int | None = None,
                 problem = _check_jsonl(d)
             except json.JSONDecodeError as e:
                 problem = f"invalid JSON ({e.msg} at column {e.colno})"
+            control = None if problem or d.get("control_image") is None else path.parent / d["control_image"]
+            if control is not None and not control.is_file():
+                problem = f"'control_image'={d['control_image']!r}: no file {control} (paths are relative to the prompt file)"
             if problem:
                 bad.append(BadRow(index, where, problem))
             else:
                 rows.append(Row(index, d["prompt"], d.get("seed", base_seed + index), d.get("negative_prompt"),
-                                d.get("width", width), d.get("height", height)))
+                                d.get("width", width), d.get("height", height), control and str(control)))
         index += 1
     return rows, bad
 
@@ -113,7 +119,7 @@ def plan_batches(rows: list[Row], batch_size: int) -> list[list[Row]]:
         raise ValueError(f"batch_size={batch_size} is invalid; allowed: an int >= 1.")
     groups: dict[tuple, list[Row]] = {}
     for r in rows:
-        groups.setdefault((r.width, r.height, r.negative_prompt), []).append(r)
+        groups.setdefault((r.width, r.height, r.negative_prompt, r.control_image), []).append(r)
     return [g[i:i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
 
 
@@ -194,7 +200,8 @@ class BatchRun:
                               "generator": [torch.Generator("cpu").manual_seed(r.seed) for r in batch]}
         if r0.negative_prompt is not None:
             kw["negative_prompt"] = [r0.negative_prompt] * len(batch)
-        kw.update({k: v for k, v in (("width", r0.width), ("height", r0.height)) if v is not None})
+        kw.update({k: v for k, v in (("width", r0.width), ("height", r0.height), ("control_image", r0.control_image))
+                   if v is not None})
         return self.pipe([r.prompt for r in batch], **kw).images
 
     def _write(self, row: Row, image, secs: float, stats, n: int) -> dict:
@@ -208,5 +215,7 @@ class BatchRun:
                "computed": None if stats is None else stats.computed / n,
                "reused": None if stats is None else stats.reused / n,
                "flops_fraction": None if stats is None else stats.flops_fraction}
+        if row.control_image is not None:
+            rec["control_image"] = row.control_image
         jsonl.append(self.out / MANIFEST, rec)  # one append per row: whole lines
         return rec

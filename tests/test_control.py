@@ -166,3 +166,24 @@ def test_control_with_interval_caching_counts():
     never = diffskip.DiffSkipPipeline.from_pipe(tiny_pipeline("pixart"), "never", control=rela(pipe.transformer,
                                                                                                nonzero=True))
     assert abs(run_pipe(never, steps=6, control_image=image) - out).max() > 0  # caching did change something
+
+
+def test_prompt_file_control_image_column_runs_through_batch(tmp_path):
+    from PIL import Image
+
+    from diffskip.batch import BatchRun, read_prompts
+
+    Image.new("RGB", (16, 16), (255, 255, 255)).save(tmp_path / "edge.png")
+    jl = tmp_path / "p.jsonl"
+    jl.write_text('{"prompt": "a shirt", "control_image": "edge.png", "width": 16, "height": 16}\n'
+                  '{"prompt": "a coat", "control_image": "none.png"}\n{"prompt": "a bag", "control_image": 5}\n')
+    rows, bad = read_prompts(jl)
+    assert [r.control_image for r in rows] == [str(tmp_path / "edge.png")]
+    assert "no file" in bad[0].problem and "path string" in bad[1].problem
+    pipe = tiny_pipeline("pixart")
+    fast = diffskip.DiffSkipPipeline.from_pipe(pipe, control=rela(pipe.transformer, nonzero=True))
+    fast.call_defaults = {"use_resolution_binning": False, "clean_caption": False}
+    job = BatchRun(fast, tmp_path / "out", steps=2, guidance=4.0)
+    records = list(job.run(job.prepare(rows)))
+    assert len(records) == 1 and records[0]["control_image"].endswith("edge.png")
+    assert fast.last_control.calls == {p: 2 for p in range(4)}

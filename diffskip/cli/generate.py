@@ -18,19 +18,21 @@ DEFAULT_PROMPTS = ["a photo of a t-shirt", "a pair of trousers, product shot", "
                    "a photo of a sneaker", "a bag on white", "an ankle boot, studio photo"]
 
 
-def load(model: str, policy: str):
+def load(model: str, policy: str, control: str | None = None):
     """Load `model` (an embedded name, a diffusers folder, a hub id, or 'tiny-sd') wrapped with `policy`."""
     from ..pipeline import DiffSkipPipeline, resolve_model
 
     if model == "tiny-sd":
         from ..testing import tiny_pipeline
 
+        if control:
+            raise UsageError("--control needs a PixArt-style model (e.g. --model fashion-pixart); tiny-sd has none.")
         return DiffSkipPipeline(tiny_pipeline("sd"), policy)
     path = Path(resolve_model(model))
     if path.exists() and not (path / "model_index.json").exists():
         raise UsageError(f"--model {model!r}: {path} has no model_index.json; allowed: an embedded name "
                          f"(fashion-sd, fashion-pixart), a diffusers pipeline folder, a hub id, or tiny-sd.")
-    return DiffSkipPipeline.from_pretrained(str(path) if path.exists() else model, policy)
+    return DiffSkipPipeline.from_pretrained(str(path) if path.exists() else model, policy, control=control)
 
 
 def device(name: str) -> str:
@@ -65,6 +67,8 @@ def _render(pipe, prompts: list[str], args) -> tuple[list, float]:
     g = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     extra = {"height": args.size, "width": args.size} if args.size else {}
+    if getattr(args, "control_image", None):
+        extra.update(control_image=args.control_image, control_scale=args.control_scale)
     out = pipe(prompts, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=g,
                num_images_per_prompt=args.per_prompt, **extra)
     return out.images, time.perf_counter() - t0
@@ -74,7 +78,10 @@ def generate(args: argparse.Namespace) -> dict:
     """Render the prompt grid accelerated (and unaccelerated with --baseline); write PNGs and stats.json."""
     from ..pipeline import DiffSkipPipeline
 
-    pipe = load(args.model, args.policy)
+    if bool(args.control) != bool(args.control_image):
+        raise UsageError("--control (a control model folder, e.g. controlnets/fashion-pixart-relactrl-edges) and "
+                         "--control-image (the condition image) go together; pass both or neither.")
+    pipe = load(args.model, args.policy, args.control)
     pipe.to(device(args.device))
     pipe.set_progress_bar_config(disable=True)
     prompts = args.prompt or DEFAULT_PROMPTS
@@ -83,7 +90,8 @@ def generate(args: argparse.Namespace) -> dict:
     cols = args.cols or min(len(prompts) * args.per_prompt, 10)
     report = {"model": args.model, "policy": str(pipe.policy), "prompts": prompts, "steps": args.steps}
     if args.baseline:  # first: it also warms up and measures the full-pass FLOPs once
-        base, bsecs = _render(DiffSkipPipeline(pipe.pipe, "never", call_defaults=pipe.call_defaults), prompts, args)
+        plain = DiffSkipPipeline(pipe.pipe, "never", call_defaults=pipe.call_defaults, control=pipe.control)
+        base, bsecs = _render(plain, prompts, args)
         _save_grid(base, cols, args.cell, out / "grid_baseline.png")
         report["baseline_seconds"] = round(bsecs, 3)
     images, secs = _render(pipe, prompts, args)
@@ -120,7 +128,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if state.is_main_process:
         for b in bad:
             print(f"error: {b} (row skipped; fix it and run again: finished images are kept)", file=sys.stderr)
-    pipe = load(args.model, args.policy)
+    pipe = load(args.model, args.policy, args.control)
     pipe.to(state.device)
     pipe.set_progress_bar_config(disable=True)
     job = BatchRun(pipe, args.out, steps=args.steps, guidance=args.guidance, batch_size=args.batch_size, state=state)
@@ -144,7 +152,8 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--policy", default=DEFAULT_POLICY, type=policy_spec, help="policy spec string")
     g.add_argument("--prompt", action="append", help="a prompt (repeat for several; default: 10 garments)")
     g.add_argument("--prompts", default=None,
-                   help="prompt file (.txt: one a line; .jsonl: {prompt, seed, negative_prompt, width, height}): "
+                   help="prompt file (.txt: one a line; .jsonl: {prompt, seed, negative_prompt, width, height, "
+                        "control_image}): "
                         "batch mode, resumable, writes {index:06d}.png + manifest.jsonl; --seed is the base seed")
     g.add_argument("--batch-size", type=int, default=4, help="batch mode: images per pipeline call")
     g.add_argument("--steps", type=int, default=25)
@@ -156,6 +165,9 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--cell", type=int, default=96, help="pixels per grid cell (nearest-neighbour upscale)")
     g.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                    help="also render the unaccelerated grid and report PSNR against it")
+    g.add_argument("--control", default=None, help="control model folder (controlnets/<name>), with --control-image")
+    g.add_argument("--control-image", default=None, help="condition image (e.g. an edge map) for --control")
+    g.add_argument("--control-scale", type=float, default=1.0, help="multiplies the control residuals")
     g.add_argument("--device", default="auto", help="torch device (auto: cuda when available, else cpu)")
     g.add_argument("--out", default="out/generate")
 
