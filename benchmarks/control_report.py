@@ -47,7 +47,26 @@ def relevance_md(path: Path = Path("docs/control_relevance.json")) -> str:
     return "\n".join(lines)
 
 
+def targets_md(path: Path = Path("docs/control_table.json")) -> str:
+    """Return the issue's targets, each with the measured values and met / not met."""
+    rows = {r["name"]: r for r in json.loads(path.read_text())["rows"]}
+    cn, rc = rows["full ControlNet"], rows["RelaCtrl"]
+    p, f = rc["params"] / cn["params"], rc["flops_added"] / cn["flops_added"]
+    f1_ok, hd_ok = rc["edge_f1"] >= cn["edge_f1"], rc["hausdorff"] <= cn["hausdorff"]
+    spread = max(cn["fd_std"], rc["fd_std"])
+    fd_ok = rc["fd"] <= cn["fd"] + spread
+    yes = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    return "\n".join([
+        "| target | measured | |", "|---|---|---|",
+        f"| added parameters <= 20% of the ControlNet's | {rc['params']:,} / {cn['params']:,} = {p:.1%} | {yes(p <= 0.2)} |",
+        f"| added FLOPs <= 20% of the ControlNet's | {rc['flops_added'] / 1e6:.1f} / {cn['flops_added'] / 1e6:.1f} MFLOPs = {f:.1%} | {yes(f <= 0.2)} |",
+        f"| edge F1 >= the ControlNet's | {rc['edge_f1']:.3f} vs {cn['edge_f1']:.3f} | {yes(f1_ok)} |",
+        f"| Hausdorff <= the ControlNet's | {rc['hausdorff']:.2f} vs {cn['hausdorff']:.2f} px | {yes(hd_ok)} |",
+        f"| FD within the seed spread of the ControlNet's | {rc['fd']:.2f} vs {cn['fd']:.2f} (std up to {spread:.2f}) | {yes(fd_ok)} |"])
+
+
 if __name__ == "__main__":
     print("## Training\n\n" + training_md() + "\n\n## Relevance\n\n" + relevance_md())
     table = Path("docs/control_table.md")
     print("\n## Table\n\n" + (table.read_text() if table.exists() else "(not measured yet)"))
+    print("\n## Targets\n\n" + targets_md())
