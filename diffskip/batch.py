@@ -28,7 +28,7 @@ __all__ = ["Row", "BadRow", "read_prompts", "plan_batches", "BatchRun", "MANIFES
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
-JSONL_KEYS = {"prompt", "seed", "negative_prompt", "width", "height"}
+JSONL_KEYS = {"prompt", "seed", "negative_prompt", "width", "height", "control_image"}
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 .. 2**64 - 1
 MAX_SIZE = 2048  # pixels per side: a typo like 100000 is refused instead of allocating 100 GB
 
@@ -43,6 +43,7 @@ class Row:
     negative_prompt: str | None = None
     width: int | None = None
     height: int | None = None
+    control_image: str | None = None  # condition image path for a control model (docs/control.md)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ def _check_jsonl(d: Any) -> str | None:
         return f"'seed'={short(seed)} must be an int in [0, 2**64 - 1] (the generator's range)"
     if d.get("negative_prompt") is not None and not isinstance(d["negative_prompt"], str):
         return f"'negative_prompt'={short(d['negative_prompt'])} must be a string"
+    if d.get("control_image") is not None and not isinstance(d["control_image"], str):
+        return f"'control_image'={short(d['control_image'])} must be a path string"
     for k in ("width", "height"):
         v = d.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 8 <= v <= MAX_SIZE or v % 8):
@@ -134,8 +137,11 @@ def _parse_row(path: Path, text: str, index: int, base_seed: int, width: int | N
     seed = d.get("seed", base_seed + index)
     if seed > MAX_SEED:
         return f"seed {base_seed} + row {index} = {seed} is over 2**64 - 1; give this row a 'seed' or a smaller --seed"
+    control = None if d.get("control_image") is None else path.parent / d["control_image"]
+    if control is not None and not control.is_file():
+        return f"'control_image'={short(d['control_image'])}: no file {control} (paths are relative to the prompt file)"
     rows.append(Row(index, d["prompt"], seed, d.get("negative_prompt"), d.get("width", width),
-                    d.get("height", height)))
+                    d.get("height", height), control and str(control)))
     return None
 
 
@@ -161,7 +167,7 @@ def plan_batches(rows: list[Row], batch_size: int) -> list[list[Row]]:
         raise ValueError(f"batch_size={batch_size} is invalid; allowed: an int >= 1.")
     groups: dict[tuple, list[Row]] = {}
     for r in rows:
-        groups.setdefault((r.width, r.height, r.negative_prompt), []).append(r)
+        groups.setdefault((r.width, r.height, r.negative_prompt, r.control_image), []).append(r)
     return [g[i:i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
 
 
@@ -267,7 +273,8 @@ class BatchRun:
                               "generator": [torch.Generator("cpu").manual_seed(r.seed) for r in batch]}
         if r0.negative_prompt is not None:
             kw["negative_prompt"] = [r0.negative_prompt] * len(batch)
-        kw.update({k: v for k, v in (("width", r0.width), ("height", r0.height)) if v is not None})
+        kw.update({k: v for k, v in (("width", r0.width), ("height", r0.height), ("control_image", r0.control_image))
+                   if v is not None})
         return self.pipe([r.prompt for r in batch], **kw).images
 
     def _write(self, row: Row, image, secs: float, stats, n: int) -> dict:
@@ -285,5 +292,7 @@ class BatchRun:
                "computed": None if stats is None else stats.computed / n,
                "reused": None if stats is None else stats.reused / n,
                "flops_fraction": None if stats is None else stats.flops_fraction}
+        if row.control_image is not None:
+            rec["control_image"] = row.control_image
         jsonl.append(self.out / MANIFEST, rec)  # one append per row: whole lines
         return rec

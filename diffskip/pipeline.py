@@ -12,6 +12,7 @@ from torch import nn
 
 from . import assets
 from .analytic import GaussianSkip
+from .control.pipe import control_context, resolve_control
 from .engine import hooks
 from .engine.session import resolve_span, session
 from .engine.stats import Stats
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 DENOISERS = ("transformer", "unet")  # component names searched, in order
 CALL_DEFAULTS = "diffskip_call.json"  # a model folder's own call options (e.g. a non-standard PixArt size)
 _OWN = frozenset({"pipe", "policy", "denoiser", "denoiser_name", "count_flops", "skip", "last_stats",
-                  "call_defaults", "source"})  # attributes of the wrapper; every other write goes to the wrapped pipeline
+                  "call_defaults", "source", "control", "last_control"})  # the wrapper's own; other writes go to the pipeline
 
 
 def find_denoiser(pipe: Any, name: str | None = None) -> tuple[str, nn.Module]:
@@ -83,6 +84,8 @@ class DiffSkipPipeline:
         skip: a `GaussianSkip` replacing the first steps with the Gaussian closed-form jump.
         call_defaults: call options applied to every call unless given (a model folder's diffskip_call.json).
         source: the model folder, where the Gaussian statistics of analytic skipping are looked up.
+        control: a control model (diffskip.control) or its folder; calls then take `control_image=` and
+            `control_scale=` (docs/control.md).
 
     Attribute reads and writes other than the wrapper's own go to the wrapped pipeline
     (`fast.scheduler = DPMSolverMultistepScheduler.from_config(...)` changes the pipeline's scheduler).
@@ -90,7 +93,8 @@ class DiffSkipPipeline:
 
     def __init__(self, pipe: Any, policy: Policy | str = "never", denoiser: str | None = None,
                  count_flops: bool = True, skip: GaussianSkip | None = None,
-                 call_defaults: dict[str, Any] | None = None, source: str | None = None):
+                 call_defaults: dict[str, Any] | None = None, source: str | None = None,
+                 control: nn.Module | str | None = None):
         self.__dict__["pipe"] = pipe  # set first: attribute access falls through to it
         name, model = find_denoiser(pipe, denoiser)
         self.__dict__["denoiser_name"] = name
@@ -103,10 +107,13 @@ class DiffSkipPipeline:
         self.call_defaults = dict(call_defaults or {})
         self.source = source or getattr(getattr(pipe, "config", None), "_name_or_path", None)
         self.last_stats: Stats | None = None
+        self.control = resolve_control(control)
+        self.last_control = None  # the last call's ControlRun (branch runs per position)
 
     @classmethod
     def from_pretrained(cls, path: str, policy: Policy | str = "never", denoiser: str | None = None,
-                        skip: GaussianSkip | None = None, plan: str | None = None, **kwargs) -> DiffSkipPipeline:
+                        skip: GaussianSkip | None = None, plan: str | None = None,
+                        control: nn.Module | str | None = None, **kwargs) -> DiffSkipPipeline:
         """Load a diffusers pipeline (an embedded name like 'fashion-sd', a folder or a hub id) and wrap it.
 
         `plan`: a plan file from `tune` / `diffskip tune` (policy, steps, scheduler, jump), applied on load.
@@ -120,7 +127,8 @@ class DiffSkipPipeline:
         folder = resolve_model(path)
         pipe = DiffusionPipeline.from_pretrained(folder, **kwargs)
         _maybe_xformers(pipe)
-        fast = cls(pipe, policy, denoiser=denoiser, skip=skip, call_defaults=read_call_defaults(folder), source=folder)
+        fast = cls(pipe, policy, denoiser=denoiser, skip=skip, call_defaults=read_call_defaults(folder), source=folder,
+                   control=control)
         if data is not None:
             fast.apply_plan(data)
         return fast
@@ -167,9 +175,9 @@ class DiffSkipPipeline:
 
     @classmethod
     def from_pipe(cls, pipe: Any, policy: Policy | str = "never", denoiser: str | None = None,
-                  skip: GaussianSkip | None = None) -> DiffSkipPipeline:
+                  skip: GaussianSkip | None = None, control: nn.Module | str | None = None) -> DiffSkipPipeline:
         """Wrap an existing pipeline; it keeps running unaccelerated when called directly."""
-        return cls(pipe, policy, denoiser=denoiser, skip=skip)
+        return cls(pipe, policy, denoiser=denoiser, skip=skip, control=control)
 
     def __call__(self, *args, **kwargs):
         """Call the wrapped pipeline with the policy active on its denoiser; stats go to `last_stats`."""
@@ -177,7 +185,7 @@ class DiffSkipPipeline:
 
         kwargs = {**self.call_defaults, **kwargs}
         sched = getattr(self.pipe, "scheduler", None)
-        with session(self.denoiser, self.policy, num_steps=lambda t: _remaining_steps(sched, t),
+        with control_context(self.pipe, self.denoiser, self.control, kwargs) as run, session(self.denoiser, self.policy, num_steps=lambda t: _remaining_steps(sched, t),
                      count_flops=self.count_flops) as s:
             if self.skip is None:
                 out = self.pipe(*args, **kwargs)
@@ -185,7 +193,7 @@ class DiffSkipPipeline:
                 with skipping(self.pipe, self.skip, self.denoiser, args, kwargs) as kw:
                     out = self.pipe(*args, **kw)
                 s.stats.skipped_steps = self.skip.steps
-        self.last_stats = s.stats
+        self.last_stats, self.last_control = s.stats, run
         return out
 
     def to(self, *args, **kwargs) -> DiffSkipPipeline:

@@ -20,14 +20,16 @@ DEFAULT_PROMPTS = ["a photo of a t-shirt", "a pair of trousers, product shot", "
                    "a photo of a sneaker", "a bag on white", "an ankle boot, studio photo"]
 
 
-def load(model: str, policy: str, plan: str | None = None):
+def load(model: str, policy: str, plan: str | None = None, control: str | None = None):
     """Load `model` (an embedded name, a diffusers folder, a hub id, or 'tiny-sd') wrapped with `policy`
-    (or the tuned `plan` file's policy, scheduler and jump)."""
+    (or the tuned `plan` file's policy, scheduler and jump), with an optional control model."""
     from ..pipeline import DiffSkipPipeline, resolve_model
 
     if model == "tiny-sd":
         from ..testing import tiny_pipeline
 
+        if control:
+            raise UsageError("--control needs a PixArt-style model (e.g. --model fashion-pixart); tiny-sd has none.")
         fast = DiffSkipPipeline(tiny_pipeline("sd"), policy)
         if plan is not None:
             fast.apply_plan(plan)
@@ -37,7 +39,8 @@ def load(model: str, policy: str, plan: str | None = None):
     if path.exists() and not (path / "model_index.json").exists():
         raise UsageError(f"--model {model!r}: {path} has no model_index.json; {allowed}.")
     try:
-        return DiffSkipPipeline.from_pretrained(str(path) if path.exists() else model, policy, plan=plan)
+        return DiffSkipPipeline.from_pretrained(str(path) if path.exists() else model, policy, plan=plan,
+                                                control=control)
     except DiffSkipError:
         raise
     except Exception as exc:  # noqa: BLE001  (diffusers, hub and safetensors raise many kinds: one line each)
@@ -87,6 +90,12 @@ def identity(args: argparse.Namespace, pipe=None) -> dict:
         import hashlib
 
         out["plan"] = hashlib.sha256(Path(args.plan).read_bytes()).hexdigest()[:16]
+    if getattr(args, "control", None):
+        out.update(control=args.control, control_scale=args.control_scale)
+        if args.control_image:
+            import hashlib
+
+            out["control_image"] = hashlib.sha256(Path(args.control_image).read_bytes()).hexdigest()[:16]
     if not args.prompts:
         out.update(prompts=args.prompt or DEFAULT_PROMPTS, per_prompt=args.per_prompt, seed=args.seed,
                    baseline=args.baseline)
@@ -140,6 +149,8 @@ def _render(pipe, prompts: list[str], args) -> tuple[list, float]:
     g = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     extra = {"height": args.size, "width": args.size} if args.size else {}
+    if getattr(args, "control_image", None):
+        extra.update(control_image=args.control_image, control_scale=args.control_scale)
     out = pipe(prompts, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=g,
                num_images_per_prompt=args.per_prompt, **extra)
     return out.images, time.perf_counter() - t0
@@ -153,10 +164,13 @@ def generate(args: argparse.Namespace) -> dict:
     from ..pipeline import DiffSkipPipeline
     from ..runfolder import RunFolder
 
+    if bool(args.control) != bool(args.control_image):
+        raise UsageError("--control (a control model folder, e.g. controlnets/fashion-pixart-relactrl-edges) and "
+                         "--control-image (the condition image) go together; pass both or neither.")
     precheck(args)
     with RunFolder(args.out, "grid", args.overwrite) as folder:
         folder.check(identity(args), keys=sorted(identity(args)))
-        pipe = load(args.model, args.policy, args.plan)
+        pipe = load(args.model, args.policy, args.plan, args.control)
         check_loaded(pipe, args)
         full = identity(args, pipe)
         folder.check(full)
@@ -173,7 +187,8 @@ def _render_grid(pipe, args: argparse.Namespace, out: Path, wrapper) -> dict:
     report = {"model": args.model, "policy": str(pipe.policy), "prompts": prompts, "steps": args.steps,
               "guidance": args.guidance, "size": args.size, "seed": args.seed}
     if args.baseline:  # first: it also warms up and measures the full-pass FLOPs once
-        base, bsecs = _render(wrapper(pipe.pipe, "never", call_defaults=pipe.call_defaults), prompts, args)
+        plain = wrapper(pipe.pipe, "never", call_defaults=pipe.call_defaults, control=pipe.control)
+        base, bsecs = _render(plain, prompts, args)
         _save_grid(base, cols, args.cell, out / "grid_baseline.png")
         report["baseline_seconds"] = round(bsecs, 3)
     images, secs = _render(pipe, prompts, args)
@@ -223,7 +238,7 @@ def run_batch(args: argparse.Namespace) -> int:
             if diffs:
                 raise refuse(Path(args.out), diffs, "images of other prompt rows")
         job = False  # checks passed: from here on the end-of-run report prints however the run ends
-        pipe = load(args.model, args.policy, args.plan)
+        pipe = load(args.model, args.policy, args.plan, args.control)
         check_loaded(pipe, args)
         if state.is_main_process:
             folder.record(identity(args, pipe))
@@ -269,7 +284,8 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--policy", default=DEFAULT_POLICY, type=policy_spec, help="policy spec string")
     g.add_argument("--prompt", action="append", help="a prompt (repeat for several; default: 10 garments)")
     g.add_argument("--prompts", default=None,
-                   help="prompt file (.txt: one a line; .jsonl: {prompt, seed, negative_prompt, width, height}): "
+                   help="prompt file (.txt: one a line; .jsonl: {prompt, seed, negative_prompt, width, height, "
+                        "control_image}): "
                         "batch mode, resumable, writes {index:06d}.png + manifest.jsonl; --seed is the base seed")
     g.add_argument("--batch-size", type=opt.int_in(1, 256), default=4, help="batch mode: images per pipeline call")
     g.add_argument("--steps", type=opt.steps, default=None,
@@ -285,6 +301,9 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--cell", type=opt.int_in(1, 1024), default=96, help="pixels per grid cell (nearest-neighbour upscale)")
     g.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                    help="also render the unaccelerated grid and report PSNR against it")
+    g.add_argument("--control", default=None, help="control model folder (controlnets/<name>), with --control-image")
+    g.add_argument("--control-image", default=None, help="condition image (e.g. an edge map) for --control")
+    g.add_argument("--control-scale", type=float, default=1.0, help="multiplies the control residuals")
     g.add_argument("--device", default="auto", help="torch device (auto: cuda when available, else cpu)")
     g.add_argument("--out", default="out/generate",
                    help="output folder; it records the run that made it (run.json) and refuses another run")

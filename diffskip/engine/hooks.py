@@ -89,6 +89,7 @@ class Hooked:
         self.slots: list[_Slot] = []
         self.owners = 0  # attach() calls not yet matched by detach()
         self.session = None  # set only inside activate()
+        self.control = None  # diffskip.control's per-unit callable, set only inside control.controlling()
         self.flops: dict[tuple, tuple[float, dict[int, float]]] = {}  # measured per input signature
         self.lock = threading.Lock()
         self.timestep_index: int | None = None
@@ -123,6 +124,9 @@ def attach(model: nn.Module, adapter: Adapter | None = None) -> nn.Module:
                 s, outer = h.session, h.inside
                 h.inside = True
                 try:
+                    if h.control is not None:  # a control branch adds its residual to the unit's output
+                        return h.control(h.units[i], lambda *a, **k: slot.inner(*a, **k) if s is None else
+                                         s.unit_call(h.units[i], a, k), args, kwargs)
                     return slot.inner(*args, **kwargs) if s is None else s.unit_call(h.units[i], args, kwargs)
                 finally:
                     h.inside = outer

@@ -1,0 +1,52 @@
+"""Control in DiffSkipPipeline: load a control model, turn `control_image=` / `control_scale=` into a ControlRun."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..errors import SessionError
+
+__all__ = ["resolve_control", "control_context"]
+
+
+def resolve_control(control: nn.Module | str | Path | None) -> nn.Module | None:
+    """Return a control model from a model, a folder (controlnets/<name>) or None."""
+    from .inject import load_control  # diffusers loads only when control is used
+
+    if control is None or isinstance(control, nn.Module):
+        if control is not None and not hasattr(control, "branch"):
+            raise TypeError(f"control={type(control).__name__} is not a control model; allowed: a RelaCtrlModel, "
+                            f"a FullControlNetModel or the folder of one (controlnets/<name>).")
+        return control
+    return load_control(control)
+
+
+def _image_size(pipe: Any, denoiser: nn.Module, kwargs: dict) -> int:
+    if kwargs.get("height") is not None:
+        return int(kwargs["height"])
+    return int(denoiser.config.sample_size * getattr(pipe, "vae_scale_factor", 8))
+
+
+def control_context(pipe: Any, denoiser: nn.Module, model: nn.Module | None, kwargs: dict):
+    """Pop control_image / control_scale from call kwargs; return a context that runs the control (or a no-op)."""
+    image, scale = kwargs.pop("control_image", None), kwargs.pop("control_scale", 1.0)
+    if model is None:
+        if image is not None:
+            raise SessionError("control_image was given but this pipeline has no control model; load one with "
+                               "DiffSkipPipeline.from_pretrained(..., control='controlnets/<name>').")
+        return contextlib.nullcontext(None)
+    if image is None:
+        raise SessionError("this pipeline has a control model; pass control_image=... (a PIL image, a list or a "
+                           "tensor), or control_scale=0 with any image to run the base model.")
+    from .inject import ControlRun, as_condition_images, condition_tokens, controlling
+
+    size = _image_size(pipe, denoiser, kwargs)
+    cond = as_condition_images(image, size).to(denoiser.device)
+    tokens = condition_tokens(pipe.vae, denoiser, cond).to(model.device)
+    per_prompt = int(kwargs.get("num_images_per_prompt") or 1)
+    if per_prompt > 1 and tokens.shape[0] > 1:
+        tokens = tokens.repeat_interleave(per_prompt, dim=0)  # the pipeline repeats each prompt in place
+    return controlling(denoiser, ControlRun(model, tokens, float(scale)))
