@@ -62,12 +62,17 @@ def run(n: int, out: Path) -> dict:
     seeds = range(0, n)
     res: dict = {"model": "fashion-pixel (held out)", "n": n, "full_steps": FULL, "reference_steps": REFERENCE,
                  "rows": {}, "tuned": {}}
+    if out.exists():  # resume: keep the measured rows and plans
+        old = json.loads(out.read_text())
+        res["rows"], res["tuned"] = old["rows"], old.get("tuned", {})
     conv = cached(f"pixel-{n}-conv", lambda: render(unet, ddim, "never", REFERENCE, seeds)[0])
     base = cached(f"pixel-{n}-full", lambda: render(unet, ddim, "never", FULL, seeds)[0])
     other = cached(f"pixel-{n}-other", lambda: render(unet, ddim, "never", FULL, range(100_000, 100_000 + n))[0])
     res["fd_seed_spread"] = abs(fd(base, features, ref_stats) - fd(other, features, ref_stats))
 
     def score(label, images, flops):
+        if label in res["rows"]:
+            return
         res["rows"][label] = {"flops": round(flops, 4), "psnr_converged": mean_psnr(images, conv),
                               "psnr_full": mean_psnr(images, base), "fd": fd(images, features, ref_stats)}
         print(f"{label:58s} {json.dumps(res['rows'][label])}", flush=True)
@@ -77,10 +82,13 @@ def run(n: int, out: Path) -> dict:
     score(f"full {FULL} DDIM steps", base, 1.0)
     levels = {0.5, 0.35}
     for spec in DEFAULTS:
-        imgs, flops = render(unet, ddim, spec, FULL, seeds)
-        score(f"default {spec}", imgs, flops)
-        levels.add(round(flops, 3))
+        if f"default {spec}" not in res["rows"]:
+            imgs, flops = render(unet, ddim, spec, FULL, seeds)
+            score(f"default {spec}", imgs, flops)
+        levels.add(round(res["rows"][f"default {spec}"]["flops"], 3))
     for budget in (0.5, 0.35):
+        if str(budget) in res["tuned"]:
+            continue
         t = diffskip.tune(unet, sampler(unet, ddim, 10_000, 16), budget, FULL,
                           validate=sampler(unet, ddim, 20_000, 16))
         res["tuned"][str(budget)] = t.to_dict()
