@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ from diffskip.control.models import FullControlNetModel, RelaCtrlModel
 from diffskip.engine import hooks
 
 from .data import caption_table, load_split, sample_caption_ids, to_float
-from .loop import Run, ckpt_state, resume, save_ckpt, summary
+from .loop import Run, train_loop
 from .models import BETAS
 
 log = logging.getLogger(__name__)
@@ -85,40 +84,6 @@ def build(kind: str, pipe, seed: int, plan: dict | None = None) -> torch.nn.Modu
     raise ValueError(f"kind={kind!r}; allowed: {list(KINDS)}.")
 
 
-def train_steps(run: Run, model: torch.nn.Module, step_fn, steps: int) -> dict:
-    """Optimise step_fn's loss for exactly `steps` AdamW steps (a fixed budget shared by every control model).
-
-    Resumes from the run's checkpoint; checkpoints every run.ckpt_minutes; the seed is re-drawn per resume.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=run.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / run.warmup))
-    state = resume(run, model, opt, sched, None)
-    torch.manual_seed(run.seed + state["step"])
-    start, last = time.time() - state["elapsed"], time.time()
-    acc, seen = 0.0, 0
-    model.train()
-    while state["step"] < steps:
-        loss = step_fn(state["step"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        acc, seen = acc + loss.item(), seen + 1
-        state["step"] += 1
-        if state["step"] % run.log_every == 0:
-            state["losses"].append([state["step"], round(time.time() - start, 1), acc / seen])
-            log.info("%s step %d t=%.0fs loss %.5f", run.name, *state["losses"][-1])
-            acc, seen = 0.0, 0
-        if time.time() - last > run.ckpt_minutes * 60 or state["step"] == steps:
-            state["elapsed"] = time.time() - start
-            save_ckpt(run, ckpt_state(model, opt, sched, None, state))
-            last = time.time()
-    model.eval()
-    return summary(run, state)
-
-
 def train_control(kind: str, run: Run, steps: int, cond_name: str = "edges", plan: dict | None = None) -> tuple:
     """Train one control model for `steps` steps (resumable); return (model, summary)."""
     pipe = load_base(run.device)
@@ -149,7 +114,7 @@ def train_control(kind: str, run: Run, steps: int, cond_name: str = "edges", pla
 
     run.extra.update({"kind": kind, "condition": cond_name, "n_train": N_TRAIN, "params": sum(
         p.numel() for p in model.parameters()), "config": dict(model.config)})
-    info = train_steps(run, model, step, steps)
+    info = train_loop(run, model, step, steps=steps)
     return model.cpu().eval(), info
 
 

@@ -1,4 +1,4 @@
-"""Resumable, time-budgeted training loop with EMA and periodic checkpoints."""
+"""Resumable training loop (a time or a step budget) with EMA and periodic checkpoints."""
 from __future__ import annotations
 
 import json
@@ -88,9 +88,10 @@ def resume(run: Run, model: nn.Module, opt, sched, ema: EMA | None) -> dict:
 
 
 def train_loop(run: Run, model: nn.Module, step_fn: Callable[[int], torch.Tensor],
-               ema: EMA | None = None) -> dict:
-    """Optimise step_fn's loss until the run's time budget is spent; return a summary."""
-    params = list(model.parameters())
+               ema: EMA | None = None, steps: int | None = None) -> dict:
+    """Optimise step_fn's loss until the run's time budget is spent (or for exactly `steps` optimiser steps,
+    a budget shared by models that must be compared); return a summary. Only trainable parameters train."""
+    params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=run.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / run.warmup))
     state = resume(run, model, opt, sched, ema)
@@ -98,7 +99,7 @@ def train_loop(run: Run, model: nn.Module, step_fn: Callable[[int], torch.Tensor
     start, last_ckpt = time.time() - state["elapsed"], time.time()
     acc = torch.zeros((), device=run.device)  # summed on device: no sync per step
     model.train()
-    while time.time() - start < run.minutes * 60:
+    while state["step"] < steps if steps is not None else time.time() - start < run.minutes * 60:
         loss = step_fn(state["step"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
