@@ -15,7 +15,7 @@ import torch
 from .engine import hooks
 from .errors import AssetError, DiffSkipError, short
 from .policies import parse
-from .tuning import (TuneResult, Trial, _check_budget, candidates, live_share, psnr, relevance, search,
+from .tuning import (TuneResult, Trial, _check_budget, candidates, live_share, relevance, search,
                    skippable_units)
 
 __all__ = ["SCHEDULERS", "load_plan", "save_plan", "use_scheduler", "tune_pipeline"]
@@ -110,7 +110,8 @@ def tune_pipeline(fast: Any, prompts: list[str], budget: float, num_inference_st
 
         def measure(t: Trial, images=prompts, target=ref, offset=0) -> Trial:
             out = _images(fast, base, images, seed + offset, t, call)
-            t.flops, t.psnr = fast.last_stats.relative_to(full), psnr(out, target, peak=1.0)
+            t.flops = fast.last_stats.relative_to(full)
+            t.score(out, target, peak=1.0)
             return t
 
         best, table = search(measure, trials, budget)

@@ -19,21 +19,26 @@ from .engine.session import resolve_span, session
 from .errors import DiffSkipError
 from .policies import FINAL, parse
 
-__all__ = ["tune", "relevance", "psnr", "Trial", "TuneResult", "search", "candidates"]
+__all__ = ["tune", "relevance", "psnr", "Trial", "TuneResult", "search", "candidates", "pick"]
 MAX_DB = 100.0  # PSNR of identical outputs
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor, peak: float | None = None) -> float:
     """Mean over samples (dim 0) of the per-sample PSNR in dB of `x` against `ref` (capped at 100 dB);
     `peak` defaults to the reference's value range (1.0 for images in [0, 1])."""
+    db = psnr_samples(x, ref, peak)
+    return sum(db) / len(db)
+
+
+def psnr_samples(x: torch.Tensor, ref: torch.Tensor, peak: float | None = None) -> list[float]:
+    """Per-sample PSNR in dB of `x` against `ref` along dim 0 (capped at 100 dB)."""
     x, ref = x.detach().double().cpu(), ref.detach().double().cpu()
     if x.shape != ref.shape:
         raise DiffSkipError(f"run() returned shape {tuple(x.shape)} but the full-step run {tuple(ref.shape)}; "
                             f"allowed: the same shape at every step count (seed the noise inside run()).")
     peak = float(ref.max() - ref.min()) if peak is None else peak
     mse = ((x - ref) ** 2).reshape(len(x), -1).mean(1)
-    db = [MAX_DB if m == 0 else min(MAX_DB, 10 * math.log10(peak * peak / float(m))) for m in mse]
-    return sum(db) / len(db)
+    return [MAX_DB if m == 0 else min(MAX_DB, 10 * math.log10(peak * peak / float(m))) for m in mse]
 
 
 @dataclass
@@ -47,6 +52,12 @@ class Trial:
     flops: float | None = None  # executed denoiser FLOPs relative to the full-step run
     psnr: float | None = None
     error: str | None = None
+    samples: list[float] | None = field(default=None, repr=False)  # per-sample PSNR (the pick's paired test)
+
+    def score(self, out: torch.Tensor, ref: torch.Tensor, peak: float | None = None) -> None:
+        """Set `samples` and `psnr` (their mean) from an output and its full-step reference."""
+        self.samples = psnr_samples(out, ref, peak)
+        self.psnr = sum(self.samples) / len(self.samples)
 
     @property
     def fewer_steps(self) -> bool:
@@ -81,7 +92,7 @@ class TuneResult:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["table"] = [asdict(t) for t in self.table]
+        d["table"] = [{k: v for k, v in asdict(t).items() if k != "samples"} for t in self.table]
         return d
 
     def __str__(self) -> str:
@@ -163,7 +174,32 @@ def search(measure: Callable[[Trial], Trial], trials: list[Trial], budget: float
     if not ok:
         raise DiffSkipError(f"no candidate ran within budget={budget}; raise the budget. Tried: "
                             f"{[(t.label(), t.flops, t.error) for t in done][:6]}")
-    return max(ok, key=lambda t: (t.psnr, -t.flops)), done
+    return pick(ok), done
+
+
+def paired_margin(a: Trial, b: Trial) -> tuple[float, float]:
+    """Mean per-sample PSNR advantage of `a` over `b` and twice its standard error (0 for one sample)."""
+    d = [x - y for x, y in zip(a.samples, b.samples)]
+    mean = sum(d) / len(d)
+    if len(d) < 2:
+        return mean, 0.0
+    var = sum((x - mean) ** 2 for x in d) / (len(d) - 1)
+    return mean, 2 * math.sqrt(var / len(d))
+
+
+def pick(ok: list[Trial]) -> Trial:
+    """The best mean PSNR, except that a plan beats the best fewer-steps candidate only if its per-sample
+    advantage exceeds twice its standard error (paired test on the calibration samples)."""
+    best = max(ok, key=lambda t: (t.psnr, -t.flops))
+    fewer = max((t for t in ok if t.fewer_steps), key=lambda t: (t.psnr, -t.flops), default=None)
+    if fewer is None or best.fewer_steps or best.samples is None or fewer.samples is None:
+        return best
+    def sure(t: Trial) -> bool:
+        mean, two_se = paired_margin(t, fewer)
+        return mean > two_se
+
+    plans = [t for t in ok if not t.fewer_steps and t.samples is not None and sure(t)]
+    return max(plans, key=lambda t: (t.psnr, -t.flops), default=fewer)
 
 
 def relevance(model: nn.Module, run: Callable[[int], torch.Tensor], num_steps: int,
@@ -204,7 +240,8 @@ def tune(model: nn.Module, run: Callable[[int], torch.Tensor], budget: float, fu
     def measure(t: Trial, fn=run, target=ref) -> Trial:
         with session(model, t.policy, num_steps=t.num_steps) as s:
             out = fn(t.num_steps)
-        t.flops, t.psnr = s.stats.relative_to(full_steps), psnr(out, target)
+        t.flops = s.stats.relative_to(full_steps)
+        t.score(out, target)
         return t
 
     pairs = candidates(budget, full_steps, live_share(model), skippable_units(model), rank) + list(extra or [])

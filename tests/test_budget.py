@@ -124,6 +124,21 @@ def test_tune_never_loses_to_fewer_steps_and_reports_every_candidate():
     diffskip.detach(net)
 
 
+def test_a_plan_must_beat_fewer_steps_by_more_than_the_noise_of_its_samples():
+    from diffskip.tuning import Trial, paired_margin, pick
+
+    def trial(policy, n, samples):
+        return Trial(policy, n, flops=0.3, psnr=sum(samples) / len(samples), samples=samples)
+
+    fewer = trial("never", 6, [30.0, 20.0, 30.0, 20.0])
+    noisy = trial("interval:every=2", 12, [40.0, 14.0, 36.0, 14.0])  # +1 dB mean, one sample -6 dB
+    steady = trial("uniform:speedup=2", 12, [30.5, 20.6, 30.4, 20.5])  # +0.5 dB on every sample
+    assert paired_margin(noisy, fewer)[0] == pytest.approx(1.0) and paired_margin(noisy, fewer)[1] > 1.0
+    assert pick([fewer, noisy]) is fewer
+    assert pick([fewer, noisy, steady]) is steady  # lower mean than `noisy`, but surely above fewer steps
+    assert pick([trial("never", 6, [30.0]), trial("interval:every=2", 12, [31.0])]).policy != "never"  # 1 sample
+
+
 def test_tune_rejects_bad_budgets_and_unattached_models():
     net = _attach(4)
     for bad in (0, 1.5, float("nan"), "half"):
