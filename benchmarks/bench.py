@@ -17,6 +17,7 @@ from torch import nn
 from diffskip.metrics.clipscore import make_clip_score
 from diffskip.metrics.compute import DenoiserMeter, time_calls
 from diffskip.metrics.fidelity import latent_mad, mean_psnr, ssim
+from .converged import add_converged, reference_images
 from .peers import apply_method, denoiser, parse_method
 from diffskip.metrics.reference import fid_against
 
@@ -65,10 +66,11 @@ def decode(pipe: Any, latents: torch.Tensor) -> torch.Tensor:
 
 
 def _generate(run: Callable, pipe: Any, prompts: list[str], cfg: BenchConfig, seed: int,
-              meter: DenoiserMeter) -> tuple[torch.Tensor, torch.Tensor]:
+              meter: DenoiserMeter | None) -> tuple[torch.Tensor, torch.Tensor]:
     images, latents = [], []
     for i in range(0, len(prompts), cfg.batch):
-        meter.count_flops = i == 0  # FLOPs on the first batch only: the counter roughly doubles the run time
+        if meter is not None:
+            meter.count_flops = i == 0  # FLOPs on the first batch only: the counter roughly doubles the run time
         gen = torch.Generator().manual_seed(seed + i)
         res = run(prompts[i:i + cfg.batch], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
                   generator=gen, output_type="latent", **cfg.call_kwargs)
@@ -121,7 +123,8 @@ def run_bench(cfg: BenchConfig, load: Callable[[], Any], prompts: list[str], fea
     """Run every method of `cfg`, resuming from `out_dir/results.json`; return the results dict.
 
     Each finished method is written at once (images under out_dir/images/), so a killed run loses at most the
-    method in progress. A method that fails (a peer refusing the model) is recorded with its error.
+    method in progress. A method that fails (a peer refusing the model) is recorded with its error. Then every
+    method is scored against the converged run (`converged.reference_steps`), generated once per cell.
     """
     if len(prompts) < cfg.n:
         raise ValueError(f"{len(prompts)} prompts for n={cfg.n} images; give at least n prompts")
@@ -160,6 +163,9 @@ def run_bench(cfg: BenchConfig, load: Callable[[], Any], prompts: list[str], fea
         points[method] = {**m, **score(images, base, prompts, features, ref, clip)}
         if base_latents is not None:
             points[method]["latent_mad"] = latent_mad(latents, base_latents)
+        path.write_text(json.dumps(results, indent=1))
+    ref = reference_images(load, prompts, cfg, out, _generate)
+    if add_converged(points, out / "images", ref, features, slug):
         path.write_text(json.dumps(results, indent=1))
     if retime:
         done = [m for m in cfg.methods if m in points and "error" not in points[m]]

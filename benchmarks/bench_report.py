@@ -1,7 +1,10 @@
 """Benchmark report: derived ratios, the markdown table, the dominance check and Pareto plots."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
+
+from diffskip.tuning import paired_margin
 
 REFUSED = "refused"
 
@@ -21,41 +24,62 @@ def derive(points: dict) -> dict[str, dict]:
     return rows
 
 
+OURS = ("diffskip/", "plan/")  # policies and tuned plans
+
+
+def _two_se(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return 2 * math.sqrt(sum((x - mean) ** 2 for x in values) / (len(values) - 1) / len(values))
+
+
 def dominance(rows: dict[str, dict], spread: float) -> dict[str, str]:
-    """For each peer point, name a diffskip point with <= FLOPs, FD <= peer FD + spread and PSNR >= peer PSNR."""
-    ours = {m: r for m, r in rows.items() if m.startswith("diffskip/") and "error" not in r}
+    """For each peer point and fewer-steps row, the diffskip point (policy or tuned plan) that beats it: no more
+    FLOPs, a PSNR to the converged run higher by more than twice the paired standard error, FD to real images
+    within the seed spread and FD to the converged run within the row's bootstrap spread."""
+    ours = {m: r for m, r in rows.items() if m.startswith(OURS) and "psnr_conv" in r}
     verdict = {}
     for m, r in rows.items():
-        if m.startswith(("diffskip/", "none")) or "error" in r:
+        if m.startswith(OURS + ("none",)) or "error" in r:
             continue
         if r["flops_fraction"] > 0.999:  # skipped nothing: the baseline itself matches it
             verdict[m] = "skips nothing (= baseline)"
             continue
-        wins = [o for o, q in ours.items() if q["flops_fraction"] <= r["flops_fraction"] + 1e-9
-                and q["fd"] <= r["fd"] + spread and q["psnr"] >= r["psnr"]]
-        best = min(wins, key=lambda o: ours[o]["flops_fraction"]) if wins else None
-        verdict[m] = best.removeprefix("diffskip/") if best else "**not matched**"
+        wins = {}
+        for o, q in ours.items():
+            if (q["flops_fraction"] <= r["flops_fraction"] + 1e-9 and q["fd"] <= r["fd"] + spread
+                    and q["fd_conv"] <= r["fd_conv"] + r["fd_conv_spread"]):
+                mean, two_se = paired_margin(q["psnr_conv_images"], r["psnr_conv_images"])
+                if mean > two_se:
+                    wins[o] = (mean, two_se)
+        best = max(wins, key=lambda o: wins[o][0], default=None)
+        verdict[m] = (f"{best.removeprefix('diffskip/')} ({wins[best][0]:+.2f} ± {wins[best][1]:.2f} dB)" if best
+                      else "**not beaten**")
     return verdict
 
 
 def table(title: str, rows: dict[str, dict], verdict: dict[str, str], spread: float) -> str:
-    """Return one markdown table: method, setting, FLOPs, speed-ups, PSNR/SSIM, FD, CLIP, and the check."""
+    """Return one markdown table: method, setting, FLOPs, speed-ups, fidelity to the converged and the full run,
+    FD to real images and to the converged run, CLIP, and the diffskip point that beats the row."""
     n_base = sum(1 for m, r in rows.items() if m.startswith("none") and "error" not in r)
     out = [f"### {title}", "",
-           f"FD run-to-run spread (max - min over the baseline on {n_base} seed sets): {spread:.3f}", "",
-           "| method | setting | FLOPs frac | speed-up | denoiser speed-up | overhead ratio | PSNR dB | SSIM | "
-           "latent MAD | FD | CLIP | diffskip point with <= FLOPs, FD, >= PSNR |",
+           f"FD run-to-run spread (max - min over the baseline on {n_base} seed sets): {spread:.3f}. PSNR conv: "
+           "mean per-image PSNR to the converged run ± 2 standard errors over images; FD conv: FD to the "
+           "converged run's images (same prompts and seeds) ± 2 bootstrap std. Beaten by: margin ± 2 paired "
+           "standard errors.", "",
+           "| method | setting | FLOPs frac | speed-up | denoiser speed-up | PSNR conv dB | PSNR full dB | SSIM | "
+           "FD real | FD conv | CLIP | beaten by (<= FLOPs, > PSNR conv, FD within spreads) |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m, r in rows.items():
         family, _, setting = m.partition("/")
         if "error" in r:
             out.append(f"| {family} | {setting} | {REFUSED}: {r['error'].replace('|', '/')} | | | | | | | | | |")
             continue
-        psnr = "exact" if r["psnr"] >= 100 else f"{r['psnr']:.2f}"
-        mad = f"{r['latent_mad']:.4f}" if "latent_mad" in r else "-"
+        full = "exact" if r["psnr"] >= 100 else f"{r['psnr']:.2f}"
+        conv = (f"{r['psnr_conv']:.2f} ± {_two_se(r['psnr_conv_images']):.2f}" if "psnr_conv" in r else "-")
+        fd_conv = f"{r['fd_conv']:.3f} ± {r['fd_conv_spread']:.3f}" if "fd_conv" in r else "-"
         out.append(f"| {family} | {setting or '-'} | {r['flops_fraction']:.3f} | {r['speedup']:.2f}x | "
-                   f"{r['denoiser_speedup']:.2f}x | {r['overhead_ratio']:.2f} | {psnr} | {r['ssim']:.3f} | "
-                   f"{mad} | {r['fd']:.3f} | {r['clip']:.2f} | {verdict.get(m, '')} |")
+                   f"{r['denoiser_speedup']:.2f}x | {conv} | {full} | {r['ssim']:.3f} | {r['fd']:.3f} | "
+                   f"{fd_conv} | {r['clip']:.2f} | {verdict.get(m, '')} |")
     return "\n".join(out)
 
 
@@ -69,13 +93,15 @@ def pareto_plot(rows: dict[str, dict], title: str, path: str | Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     families = sorted({m.partition("/")[0] for m, r in rows.items() if "error" not in r})
     for fam in families:
-        pts = sorted((r["flops_fraction"], r["fd"], min(r["psnr"], 60)) for m, r in rows.items()
+        pts = sorted((r["flops_fraction"], r["fd"], min(r.get("psnr_conv", float("nan")), 60))
+                     for m, r in rows.items()
                      if "error" not in r and m.partition("/")[0] == fam and not m.startswith("none/"))
-        style = dict(marker="o" if fam == "diffskip" else "s", lw=2 if fam == "diffskip" else 1, label=fam)
+        ours = fam in ("diffskip", "plan")
+        style = dict(marker="o" if ours else "s", lw=2 if ours else 1, label=fam)
         axes[0].plot([p[0] for p in pts], [p[1] for p in pts], **style)
         axes[1].plot([p[0] for p in pts], [p[2] for p in pts], **style)
     axes[0].set(xlabel="executed denoiser FLOPs (fraction of full)", ylabel="FD to real images (lower is better)")
-    axes[1].set(xlabel="executed denoiser FLOPs (fraction of full)", ylabel="PSNR to baseline, dB (capped at 60)")
+    axes[1].set(xlabel="executed denoiser FLOPs (fraction of full)", ylabel="PSNR to the converged run, dB")
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)

@@ -1,19 +1,14 @@
 """The default benchmark grid: diffskip and every peer at 3-4 operating points on a UNet or DiT pipeline."""
 from __future__ import annotations
 
-# forecast=0 keeps the replay-as-is points (forecast=1 is the default since the budget benchmark)
-DIFFSKIP = ["interval:every=2,forecast=0", "interval:every=3,forecast=0", "interval:every=5,forecast=0",
-            "uniform:speedup=2,forecast=0", "uniform:speedup=3,forecast=0",
-            "threshold:threshold=0.1,forecast=0", "threshold:threshold=0.2,forecast=0",
-            "interval:every=2,forecast=1", "interval:every=3,forecast=1", "interval:every=4,forecast=1",
-            "interval:every=6,forecast=1", "uniform:speedup=2,forecast=1", "uniform:speedup=3,forecast=1",
-            "uniform:speedup=3.5,forecast=1", "threshold:threshold=0.2,forecast=1",
-            "interval:every=3,head=0,forecast=1", "interval:every=4,head=0,forecast=1",
-            "interval:every=6,head=0,forecast=1", "interval:every=8,head=0,forecast=1"]
+# forecast=0 keeps replay-as-is points (DeepCache-equivalent); forecast=1 and final=1 are the defaults
+DIFFSKIP = ["interval:every=2,forecast=0", "interval:every=3,forecast=0", "uniform:speedup=2,forecast=0",
+            "threshold:threshold=0.2,forecast=0",
+            "interval:every=2", "interval:every=3", "interval:every=4", "interval:every=6",
+            "uniform:speedup=2", "uniform:speedup=3", "uniform:speedup=3.5", "threshold", "threshold:target=0.35",
+            "interval:every=4,head=0", "interval:every=6,head=0", "interval:every=8,head=0"]
 # caching windows as fractions of the run (every, start, end, head): the steps outside [start, end) compute
-WINDOWS = [(2, 0.0, 0.8, None), (3, 0.0, 0.85, None), (2, 0.0, 0.5, None), (2, 0.4, 0.9, None), (3, 0.0, 0.9, None),
-           (3, 0.0, 0.9, 0), (3, 0.0, 0.96, 0)]
-
+WINDOWS = [(2, 0.0, 0.8, None), (3, 0.0, 0.9, None), (3, 0.0, 0.96, 0)]
 
 def diffskip_points(steps: int) -> list[str]:
     """Return the diffskip policy specs benchmarked at `steps` steps (windows scale with the step count)."""

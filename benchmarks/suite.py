@@ -10,6 +10,7 @@ from torch import nn
 from diffskip.assets import path as asset_path
 
 from .bench import BenchConfig, run_bench
+from .converged import reference_steps
 from .bench_report import derive, dominance, pareto_plot, table
 from diffskip.metrics.classifier import ClassifierFeatures
 from .fashion import load_pipeline, pipeline_kwargs
@@ -17,6 +18,7 @@ from .grid import default_methods
 from diffskip.metrics.reference import reference_stats
 
 KINDS = {"fashion-sd": "unet", "fashion-pixart": "dit"}
+PLANS = Path(__file__).parent / "plans"  # tuned plans (benchmarks/tune_plans.sh): <pipeline>-<steps>-<budget>.json
 
 
 def feature_network(name: str) -> nn.Module:
@@ -55,7 +57,8 @@ def run_suite(pipelines: list[str], steps: list[int], n: int, features: str, out
         path = asset_path(name)
         kw = pipeline_kwargs(load_pipeline(path))
         for s in steps:
-            c = BenchConfig(pipeline=name, steps=s, methods=methods or default_methods(KINDS[name], s), n=n,
+            plans = [f"plan/path={p.as_posix()}" for p in sorted(PLANS.glob(f"{name}-{s}-*.json"))]
+            c = BenchConfig(pipeline=name, steps=s, methods=methods or default_methods(KINDS[name], s) + plans, n=n,
                             call_kwargs=kw, **cfg)
             results[f"{name}-{s}"] = run_bench(c, lambda: load_pipeline(path), prompts, net, ref,
                                                Path(out) / f"{features}-n{n}" / f"{name}-{s}", retime=retime)
@@ -77,8 +80,8 @@ def write_report(results: dict, docs: str | Path, features: str, command: str) -
         fds = [r["fd"] for m, r in rows.items() if m.startswith("none") and "error" not in r]
         spread = max(fds) - min(fds)  # the baseline on 1-3 seed sets
         cfg = res["config"]
-        title = (f"{cell}: {cfg['n']} images, FD in {features} features, timing batch {cfg['timing_batch']} "
-                 f"x {cfg['repeats']} repeats")
+        title = (f"{cell}: {cfg['n']} images, converged reference {reference_steps(cfg['steps'])} steps, FD in "
+                 f"{features} features, timing batch {cfg['timing_batch']} x {cfg['repeats']} repeats")
         pareto_plot(rows, title, docs / f"bench_{features}_{cell}.png")
         raw[cell] = {"config": cfg, "fd_spread": spread, "command": command, "title": title, "rows": rows}
     path.write_text(json.dumps(raw, indent=1))

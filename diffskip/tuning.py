@@ -177,9 +177,9 @@ def search(measure: Callable[[Trial], Trial], trials: list[Trial], budget: float
     return pick(ok), done
 
 
-def paired_margin(a: Trial, b: Trial) -> tuple[float, float]:
-    """Mean per-sample PSNR advantage of `a` over `b` and twice its standard error (0 for one sample)."""
-    d = [x - y for x, y in zip(a.samples, b.samples)]
+def paired_margin(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean per-sample advantage of `a` over `b` (paired) and twice its standard error (0 for one sample)."""
+    d = [x - y for x, y in zip(a, b)]
     mean = sum(d) / len(d)
     if len(d) < 2:
         return mean, 0.0
@@ -195,7 +195,7 @@ def pick(ok: list[Trial]) -> Trial:
     if fewer is None or best.fewer_steps or best.samples is None or fewer.samples is None:
         return best
     def sure(t: Trial) -> bool:
-        mean, two_se = paired_margin(t, fewer)
+        mean, two_se = paired_margin(t.samples, fewer.samples)
         return mean > two_se
 
     plans = [t for t in ok if not t.fewer_steps and t.samples is not None and sure(t)]

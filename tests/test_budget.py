@@ -133,7 +133,8 @@ def test_a_plan_must_beat_fewer_steps_by_more_than_the_noise_of_its_samples():
     fewer = trial("never", 6, [30.0, 20.0, 30.0, 20.0])
     noisy = trial("interval:every=2", 12, [40.0, 14.0, 36.0, 14.0])  # +1 dB mean, one sample -6 dB
     steady = trial("uniform:speedup=2", 12, [30.5, 20.6, 30.4, 20.5])  # +0.5 dB on every sample
-    assert paired_margin(noisy, fewer)[0] == pytest.approx(1.0) and paired_margin(noisy, fewer)[1] > 1.0
+    margin, two_se = paired_margin(noisy.samples, fewer.samples)
+    assert margin == pytest.approx(1.0) and two_se > 1.0
     assert pick([fewer, noisy]) is fewer
     assert pick([fewer, noisy, steady]) is steady  # lower mean than `noisy`, but surely above fewer steps
     assert pick([trial("never", 6, [30.0]), trial("interval:every=2", 12, [31.0])]).policy != "never"  # 1 sample
