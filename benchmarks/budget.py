@@ -52,6 +52,18 @@ def cached(key: str, make) -> torch.Tensor:
     return images
 
 
+def resume(results: dict, out: Path, retune: bool) -> None:
+    """Keep the measured rows and plans of an earlier run in `out`; with `retune`, drop the tuned plans and
+    their rows so the tuner runs again (the other rows are kept)."""
+    if not out.exists():
+        return
+    old = json.loads(out.read_text())
+    results["rows"], results["tuned"] = old["rows"], old.get("tuned", {})
+    if retune:
+        results["tuned"] = {}
+        results["rows"] = {k: v for k, v in results["rows"].items() if not k.startswith("tuned plan @")}
+
+
 def real_features(features, n: int = 1000) -> dict:
     """Reference statistics of n real Fashion-MNIST test images (n/10 per class)."""
     images, labels = load_split("test")
@@ -87,7 +99,7 @@ def render(fast, full: int, prompts: list[str], seed: int, policy: str, steps: i
     return torch.cat(out), flops / calls
 
 
-def run(name: str, n: int, out: Path) -> dict:
+def run(name: str, n: int, out: Path, retune: bool = False) -> dict:
     torch.manual_seed(0)
     fast = diffskip.DiffSkipPipeline.from_pretrained(name)
     fast.set_progress_bar_config(disable=True)
@@ -97,9 +109,7 @@ def run(name: str, n: int, out: Path) -> dict:
     ref_stats = real_features(features)
     t0 = time.time()
     results: dict = {"model": name, "n": len(prompts), "full_steps": full, "rows": {}, "tuned": {}}
-    if out.exists():  # resume: keep the measured rows and plans
-        old = json.loads(out.read_text())
-        results["rows"], results["tuned"] = old["rows"], old.get("tuned", {})
+    resume(results, out, retune)
     conv = cached(f"{name}-{len(prompts)}-conv", lambda: render(fast, full, prompts, 0, "never", CONVERGED)[0])
     base = cached(f"{name}-{len(prompts)}-full", lambda: render(fast, full, prompts, 0, "never", full)[0])
     other = cached(f"{name}-{len(prompts)}-other", lambda: render(fast, full, prompts, 50_000, "never", full)[0])
@@ -150,9 +160,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("model", choices=sorted(FULL))
     p.add_argument("--n", type=int, default=100, help="evaluation images (prompts x 1 seed each)")
     p.add_argument("--out", default=None)
+    p.add_argument("--retune", action="store_true", help="tune the plans again, keeping the other rows")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    run(a.model, a.n, Path(a.out or f"docs/budget_{a.model}.json"))
+    run(a.model, a.n, Path(a.out or f"docs/budget_{a.model}.json"), a.retune)
 
 
 if __name__ == "__main__":

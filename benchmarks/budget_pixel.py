@@ -23,7 +23,7 @@ from diffskip.metrics.fidelity import mean_psnr
 from zoo.data import to_uint8
 from zoo.pixel import load_pixel
 
-from .budget import DEFAULTS, cached, fd, real_features
+from .budget import DEFAULTS, cached, fd, real_features, resume
 
 FULL, REFERENCE = 50, 200
 
@@ -51,7 +51,7 @@ def render(unet, scheduler, policy: str, steps: int, seeds: range, batch: int = 
     return torch.cat(out), sum(flops) / len(flops)
 
 
-def run(n: int, out: Path) -> dict:
+def run(n: int, out: Path, retune: bool = False) -> dict:
     torch.manual_seed(0)
     unet, ddim = load_pixel()
     dpm = DPMSolverMultistepScheduler.from_config(ddim.config, algorithm_type="dpmsolver++", solver_order=2)
@@ -62,9 +62,7 @@ def run(n: int, out: Path) -> dict:
     seeds = range(0, n)
     res: dict = {"model": "fashion-pixel (held out)", "n": n, "full_steps": FULL, "reference_steps": REFERENCE,
                  "rows": {}, "tuned": {}}
-    if out.exists():  # resume: keep the measured rows and plans
-        old = json.loads(out.read_text())
-        res["rows"], res["tuned"] = old["rows"], old.get("tuned", {})
+    resume(res, out, retune)
     conv = cached(f"pixel-{n}-conv", lambda: render(unet, ddim, "never", REFERENCE, seeds)[0])
     base = cached(f"pixel-{n}-full", lambda: render(unet, ddim, "never", FULL, seeds)[0])
     other = cached(f"pixel-{n}-other", lambda: render(unet, ddim, "never", FULL, range(100_000, 100_000 + n))[0])
@@ -111,9 +109,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=256)
     p.add_argument("--out", default="docs/budget_fashion-pixel.json")
+    p.add_argument("--retune", action="store_true", help="tune the plans again, keeping the other rows")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    run(a.n, Path(a.out))
+    run(a.n, Path(a.out), a.retune)
 
 
 if __name__ == "__main__":

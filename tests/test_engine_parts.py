@@ -56,6 +56,19 @@ def test_branch_cache_forecast_is_exact_on_linear_change_and_per_row():
     assert torch.equal(c.replay_value(0, 7, False), c.values[0])
 
 
+def test_branch_cache_second_order_forecast_is_exact_on_quadratic_change_with_uneven_gaps():
+    def v(t):  # two rows, each quadratic in the step
+        return torch.tensor([[1.0 + 2 * t + 0.5 * t * t], [-3.0 * t + 0.25 * t * t]], dtype=torch.float64)
+
+    c = BranchCache()
+    for t in (0, 1, 4):
+        c.store(0, v(t), step=t, rows=None, forecast=2)
+    assert torch.allclose(c.replay_value(0, 6, 2), v(6)) and torch.allclose(c.replay_value(0, 5, 2), v(5))
+    assert not torch.allclose(c.replay_value(0, 6, 1), v(6))  # first order misses the curvature
+    c.store(0, v(8), step=8, rows=(1,), forecast=2)  # per-row computes: back to first order for this unit
+    assert 0 not in c.curv and torch.allclose(c.replay_value(0, 9, 2), c.replay_value(0, 9, 1))
+
+
 def test_branch_cache_drift_accumulates_and_resets_per_sample():
     c = BranchCache()
     c.observe(torch.ones(2, 4))

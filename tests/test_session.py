@@ -171,16 +171,19 @@ def test_forecast_extrapolates_exactly_where_the_cached_value_is_linear_in_the_s
             reuse = [net(x, t) for t in ts]
         with diffskip.session(net, mode + ",forecast=1,final=0") as fc:
             forecast = [net(x, t) for t in ts]
+        with diffskip.session(net, mode + ",forecast=2,final=0"):
+            second = [net(x, t) for t in ts]  # zero curvature: the same as first order
         diffskip.detach(net)
         exact = [net(x, t) for t in ts]
     assert plain.stats.reused == fc.stats.reused > 0  # same plan, different replay
     last_two = [c.step for c in fc.stats.calls if c.computed][:2]
     after = [k for k in range(len(ts)) if k > last_two[1]]
     assert all(torch.allclose(forecast[k], exact[k], atol=1e-5) for k in after)
+    assert all(torch.allclose(second[k], exact[k], atol=1e-5) for k in after)
     assert any(not torch.allclose(reuse[k], exact[k], atol=1e-3) for k in after)
     assert str(diffskip.parse(mode + ",forecast=0")).endswith("forecast=0")  # 1 is the default
-    with pytest.raises(ValueError, match=r"forecast=2 is invalid; allowed: 0 \(reuse as is\) or 1"):
-        diffskip.parse("interval:every=2,forecast=2")
+    with pytest.raises(ValueError, match=r"forecast=3 is invalid; allowed: 0 \(reuse as is\), 1 .* or 2"):
+        diffskip.parse("interval:every=2,forecast=3")
 
 
 @dataclasses.dataclass(frozen=True)

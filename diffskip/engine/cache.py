@@ -1,7 +1,8 @@
 """Caches of one guidance branch: unit values, forecast slopes, the drift probe; residual streams.
 
 Replay is either the cached value as is, or forecast to the current step along the slope between the unit's
-last two computes (first-order Taylor in the step index, after TaylorSeer, Liu et al. 2025).
+last two computes (first-order Taylor in the step index, after TaylorSeer, Liu et al. 2025), or with the
+Newton divided differences of its last three computes (second order).
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ class BranchCache:
         self.values: dict[int, Any] = {}
         self.slope: dict[int, Any] = {}  # forecast: change per step between the last two computes
         self.at: dict[int, list[int]] = {}  # forecast: per row, the step of the unit's last compute
+        self.curv: dict[int, Any] = {}  # forecast=2: second divided difference of the last three computes
+        self.gap: dict[int, torch.Tensor] = {}  # forecast=2: per row, steps between the last two computes
         self.probe: torch.Tensor | None = None
         self.drift: torch.Tensor | None = None  # (B,) accumulated relative change of the probe, on the device
         self.rate_sum: torch.Tensor | None = None  # (B,) summed per-step relative change (for its running mean)
@@ -30,8 +33,9 @@ class BranchCache:
         self.plan: list | None = None
         self.plan_step: tuple[int, int] = (-1, -1)  # (run, step) the plan is for
 
-    def store(self, i: int, value: Any, step: int, rows: tuple[int, ...] | None, forecast: bool) -> None:
-        """Cache unit `i`'s new value (rows None: every row computed); for forecasting also its slope."""
+    def store(self, i: int, value: Any, step: int, rows: tuple[int, ...] | None, forecast: int) -> None:
+        """Cache unit `i`'s new value (rows None: every row computed); for forecasting also its slope (and with
+        forecast=2 its curvature, kept only while every row computes together)."""
         old = self.values.get(i)
         self.values[i] = value
         if not forecast:
@@ -40,9 +44,14 @@ class BranchCache:
             dev = first_tensor(value).device
             at = self.at[i]
             if rows is None:  # the usual case: every row computed
-                k = torch.tensor([1.0 / (step - a) for a in at], dtype=torch.float64, device=dev)
-                self.slope[i] = rate(value, old, k)
+                gap = torch.tensor([float(step - a) for a in at], dtype=torch.float64, device=dev)
+                slope = rate(value, old, 1 / gap)
+                if forecast == 2 and i in self.gap:  # (slope - previous slope) / (t2 - t0)
+                    self.curv[i] = rate(slope, self.slope[i], 1 / (gap + self.gap[i]))
+                self.slope[i], self.gap[i] = slope, gap
             else:
+                self.curv.pop(i, None)
+                self.gap.pop(i, None)
                 idx = torch.tensor(rows, device=dev)
                 k = torch.tensor([1.0 / (step - at[r]) for r in rows], dtype=torch.float64, device=dev)
                 fresh = rate(take_rows(value, idx), take_rows(old, idx), k)
@@ -52,13 +61,16 @@ class BranchCache:
         prev = self.at.get(i, [step] * batch)
         self.at[i] = [step] * batch if rows is None else [step if r in rows else a for r, a in enumerate(prev)]
 
-    def replay_value(self, i: int, step: int, forecast: bool) -> Any:
+    def replay_value(self, i: int, step: int, forecast: int) -> Any:
         """Return unit `i`'s cached value, extrapolated to `step` when forecasting (slope 0 before two computes)."""
         entry = self.values[i]
         if not forecast or i not in self.slope:
             return entry
         k = torch.tensor([float(step - a) for a in self.at[i]], dtype=torch.float64, device=first_tensor(entry).device)
-        return extrapolate(entry, self.slope[i], k)
+        out = extrapolate(entry, self.slope[i], k)
+        if forecast == 2 and i in self.curv:  # Newton: + (t - t2)(t - t1) * second divided difference
+            out = extrapolate(out, self.curv[i], k * (k + self.gap[i]))
+        return out
 
     def observe(self, p: torch.Tensor) -> None:
         """Accumulate the per-sample relative L1 change of the probe (TeaCache / First-Block-Cache).
@@ -77,7 +89,7 @@ class BranchCache:
 
     def nbytes(self) -> int:
         """Return the bytes of every tensor this branch holds (values, slopes, probe, drift)."""
-        return _nbytes((self.values, self.slope, self.probe, self.drift))
+        return _nbytes((self.values, self.slope, self.curv, self.probe, self.drift))
 
     def reset_drift(self, computed: bool | tuple) -> None:
         """Zero the drift of the samples whose first skippable unit computes at this step."""

@@ -112,7 +112,7 @@ class Session:
         if entry is not None and first_tensor(entry).shape[0] != self.batch:
             raise SessionError(f"unit {i}: cached batch {first_tensor(entry).shape[0]} != call batch {self.batch} "
                                f"within one run; start a new session for a new batch size.")
-        forecast = bool(self.policy.forecast)
+        forecast = self.policy.forecast
         if entry is None or decision is True:
             out, res = self._compute(unit, bound, self.batch)
             br.store(i, out if res is None else res, self.step, None, forecast)

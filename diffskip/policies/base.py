@@ -89,16 +89,16 @@ class Policy:
     reuses: ClassVar[bool] = True  # False: the session keeps no cache at all
     head: int | None = _knob(None, 0, 64, "leading units that always compute (none: the adapter's default)")
     tail: int | None = _knob(None, 0, 64, "trailing units that always compute (none: the adapter's default)")
-    forecast: int = _knob(FORECAST, 0, 1, "0: replay a skipped unit's cached value; 1: extrapolate it from its last two "
-                                   "computes (first-order Taylor, TaylorSeer)")
+    forecast: int = _knob(FORECAST, 0, 2, "0: replay a skipped unit's cached value; 1: extrapolate it from its last two "
+                                   "computes (first-order Taylor, TaylorSeer); 2: from its last three (second order)")
     final: int = _knob(FINAL, 0, 10000, "last steps that always compute every unit (needs the step count)")
 
     def __post_init__(self) -> None:
         for f in ("head", "tail"):
             v = getattr(self, f)
             _check(v is None or (isinstance(v, int) and v >= 0), self.name, f, v, "None or an int >= 0")
-        _check(self.forecast in (0, 1) and isinstance(self.forecast, int), self.name, "forecast", self.forecast,
-               "0 (reuse as is) or 1 (first-order Taylor forecast, TaylorSeer)")
+        _check(self.forecast in (0, 1, 2) and isinstance(self.forecast, int), self.name, "forecast", self.forecast,
+               "0 (reuse as is), 1 (first-order Taylor forecast, TaylorSeer) or 2 (second order)")
         _check(isinstance(self.final, int) and not isinstance(self.final, bool) and self.final >= 0, self.name,
                "final", self.final, "an int >= 0 (last steps that compute fully)")
         self.check()
