@@ -109,3 +109,51 @@ def pareto_plot(rows: dict[str, dict], title: str, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _family(method: str) -> str:
+    family, _, setting = method.partition("/")
+    if family == "steps":
+        return "fewer steps, DPM-Solver++" if "scheduler=dpm++" in setting else "fewer steps, own scheduler"
+    return family
+
+
+def summary(raw: dict[str, dict]) -> str:
+    """Markdown: per cell, how many peer points and fewer-steps rows a diffskip point beats (the rule of
+    `dominance`), and every tuned plan beside the best fewer-steps row at no more FLOPs."""
+    from diffskip.plans import load_plan
+
+    cells = sorted(raw)
+    counts: dict[str, dict[str, str]] = {}
+    plans = ["| cell | plan | FLOPs | PSNR conv dB | best fewer-steps row within its FLOPs | FLOPs | PSNR conv dB | "
+             "paired margin dB |", "|---|---|---|---|---|---|---|---|"]
+    for cell in cells:
+        rows, spread = raw[cell]["rows"], raw[cell]["fd_spread"]
+        verdict = dominance(rows, spread)
+        for m, r in rows.items():
+            if m.startswith(OURS + ("none",)):
+                continue
+            won = [v for k, v in verdict.items() if _family(k) == _family(m) and not v.startswith("skips")]
+            beaten = sum(not v.startswith("**") for v in won)
+            refused = all("error" in q for k, q in rows.items() if _family(k) == _family(m))
+            counts.setdefault(_family(m), {})[cell] = "refused" if refused else f"{beaten}/{len(won)}"
+        for m, r in rows.items():
+            if not m.startswith("plan/") or "psnr_conv" not in r:
+                continue
+            p = load_plan(m.partition("=")[2])
+            label = f"@{p['budget']}: {p['num_steps']} steps `{p['policy']}` [{p['scheduler'] or 'own'}]"
+            fewer = [(k, q) for k, q in rows.items() if k.startswith("steps/") and "psnr_conv" in q
+                     and q["flops_fraction"] <= r["flops_fraction"] + 1e-9]
+            if not fewer:
+                plans.append(f"| {cell} | {label} | {r['flops_fraction']:.3f} | {r['psnr_conv']:.2f} | none | | | |")
+                continue
+            k, q = max(fewer, key=lambda kq: kq[1]["psnr_conv"])
+            mean, two_se = paired_margin(r["psnr_conv_images"], q["psnr_conv_images"])
+            plans.append(f"| {cell} | {label} | {r['flops_fraction']:.3f} | {r['psnr_conv']:.2f} | "
+                         f"{k.removeprefix('steps/')} | {q['flops_fraction']:.3f} | {q['psnr_conv']:.2f} | "
+                         f"{mean:+.2f} ± {two_se:.2f} |")
+    head = ["| rows beaten / rows that skip something | " + " | ".join(cells) + " |",
+            "|---|" + "---|" * len(cells)]
+    body = [f"| {fam} | " + " | ".join(c.get(cell, "-") for cell in cells) + " |" for fam, c in counts.items()]
+    return "\n".join(head + body + ["", "Tuned plans (`benchmarks/plans/`, tuned on calibration prompts the grid "
+                                        "never evaluates):", ""] + plans)

@@ -11,14 +11,14 @@ from diffskip.assets import path as asset_path
 
 from .bench import BenchConfig, run_bench
 from .converged import reference_steps
-from .bench_report import derive, dominance, pareto_plot, table
+from .bench_report import derive, dominance, pareto_plot, summary, table
 from diffskip.metrics.classifier import ClassifierFeatures
 from .fashion import load_pipeline, pipeline_kwargs
 from .grid import default_methods
 from diffskip.metrics.reference import reference_stats
 
 KINDS = {"fashion-sd": "unet", "fashion-pixart": "dit"}
-PLANS = Path(__file__).parent / "plans"  # tuned plans (benchmarks/tune_plans.sh): <pipeline>-<steps>-<budget>.json
+PLANS = Path("benchmarks/plans")  # benchmarks/tune_plans.sh: <pipeline>-<steps>-<budget>.json, from the root
 
 
 def feature_network(name: str) -> nn.Module:
@@ -85,7 +85,7 @@ def write_report(results: dict, docs: str | Path, features: str, command: str) -
         pareto_plot(rows, title, docs / f"bench_{features}_{cell}.png")
         raw[cell] = {"config": cfg, "fd_spread": spread, "command": command, "title": title, "rows": rows}
     path.write_text(json.dumps(raw, indent=1))
-    parts = []
+    parts = ["## Summary", "", summary(raw), ""]
     for cell, c in sorted(raw.items()):
         parts += [table(c["title"], c["rows"], dominance(c["rows"], c["fd_spread"]), c["fd_spread"]), "",
                   f"Regenerate: `{c['command']}`", "", f"![{cell}](bench_{features}_{cell}.png)", ""]

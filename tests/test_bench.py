@@ -67,7 +67,12 @@ def test_runner_records_refusals_resumes_and_reports(tmp_path, monkeypatch):
     feats = TinyFeatures()
     real = torch.randint(0, 255, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     ref = reference_stats(feats, real, tmp_path / "cache", "toy")
-    methods = ["none", "none/seeds=1", "diffskip/interval:every=2,forecast=0,final=0", "deepcache/interval=2", "fbc/threshold=0.05"]
+    from diffskip.plans import save_plan
+    from diffskip.tuning import TuneResult
+
+    plan = save_plan(TuneResult("interval:every=2", 2, 0.5, 30.0, 0.5, 4), tmp_path / "plan.json")
+    methods = ["none", "none/seeds=1", "diffskip/interval:every=2,forecast=0,final=0", "deepcache/interval=2",
+               "fbc/threshold=0.05", "steps/n=2", f"plan/path={plan}"]
     cfg = BenchConfig(pipeline="fashion-sd", steps=4, methods=methods, n=4, batch=2, timing_batch=2, repeats=1)
     res = run_bench(cfg, lambda: load_pipeline(SD), PROMPTS, feats, ref, tmp_path / "run")
     pts = res["points"]
@@ -90,6 +95,9 @@ def test_runner_records_refusals_resumes_and_reports(tmp_path, monkeypatch):
     assert again["points"] == pts
     md = write_report({"fashion-sd-4": again}, tmp_path / "docs", "toy", "diffskip bench --steps 4")
     assert "| fbc | threshold=0.05 | refused: IndexError" in md and "diffskip bench --steps 4" in md
+    assert "| fbc | refused |" in md and "| deepcache | 0/1 |" in md  # the summary: beaten / rows
+    assert f"| fashion-sd-4 | @0.5: 2 steps `interval:every=2` [own] | {rows[f'plan/path={plan}']['flops_fraction']:.3f}" in md
+    assert "| n=2 | 0.500 |" in md  # the plan's best fewer-steps row within its FLOPs
     assert (tmp_path / "docs" / "bench_toy_fashion-sd-4.png").stat().st_size > 1000
     # a later invocation with another cell adds to the report; re-running a cell replaces it
     write_report({"fashion-sd-9": again}, tmp_path / "docs", "toy", "diffskip bench --steps 9")
