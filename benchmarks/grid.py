@@ -6,6 +6,7 @@ DIFFSKIP = ["interval:every=2,forecast=0", "interval:every=3,forecast=0", "unifo
             "threshold:threshold=0.2,forecast=0",
             "interval:every=2", "interval:every=3", "interval:every=4", "interval:every=6",
             "uniform:speedup=2", "uniform:speedup=3", "uniform:speedup=3.5", "threshold", "threshold:target=0.35",
+            "threshold:target=0.8",  # added after the first 20-step cell: a point near PAB's 0.97-0.98 FLOPs
             "interval:every=4,head=0", "interval:every=6,head=0", "interval:every=8,head=0"]
 # caching windows as fractions of the run (every, start, end, head): the steps outside [start, end) compute
 WINDOWS = [(2, 0.0, 0.8, None), (3, 0.0, 0.9, None), (3, 0.0, 0.96, 0)]
