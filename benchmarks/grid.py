@@ -11,6 +11,7 @@ DIFFSKIP = ["interval:every=2,forecast=0", "interval:every=3,forecast=0", "unifo
 # caching windows as fractions of the run (every, start, end, head): the steps outside [start, end) compute
 WINDOWS = [(2, 0.0, 0.8, None), (3, 0.0, 0.9, None), (3, 0.0, 0.96, 0)]
 
+
 def diffskip_points(steps: int) -> list[str]:
     """Return the diffskip policy specs benchmarked at `steps` steps (windows scale with the step count)."""
     windows = [f"interval:every={k}," + (f"start={round(a * steps)}," if a else "") + f"end={round(b * steps)},"
