@@ -97,7 +97,7 @@ def test_runner_records_refusals_resumes_and_reports(tmp_path, monkeypatch):
     assert "| fbc | threshold=0.05 | refused: IndexError" in md and "diffskip bench --steps 4" in md
     assert "| fbc | refused |" in md and "| deepcache | 0/1 |" in md  # the summary: beaten / rows
     assert f"| fashion-sd-4 | @0.5: 2 steps `interval:every=2` [own] | {rows[f'plan/path={plan}']['flops_fraction']:.3f}" in md
-    assert "| n=2 | 0.500 |" in md  # the plan's best fewer-steps row within its FLOPs
+    assert "| n=2 | 0.500 |" in md  # the best fewer-steps row within the plan's budget
     assert (tmp_path / "docs" / "bench_toy_fashion-sd-4.png").stat().st_size > 1000
     # a later invocation with another cell adds to the report; re-running a cell replaces it
     write_report({"fashion-sd-9": again}, tmp_path / "docs", "toy", "diffskip bench --steps 9")
