@@ -1,7 +1,6 @@
 """Benchmark report: derived ratios, the markdown table, the dominance check and Pareto plots."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from diffskip.tuning import paired_margin
@@ -25,11 +24,6 @@ def derive(points: dict) -> dict[str, dict]:
 
 
 OURS = ("diffskip/", "plan/")  # policies and tuned plans
-
-
-def _two_se(values: list[float]) -> float:
-    mean = sum(values) / len(values)
-    return 2 * math.sqrt(sum((x - mean) ** 2 for x in values) / (len(values) - 1) / len(values))
 
 
 def dominance(rows: dict[str, dict], spread: float) -> dict[str, str]:
@@ -75,7 +69,7 @@ def table(title: str, rows: dict[str, dict], verdict: dict[str, str], spread: fl
             out.append(f"| {family} | {setting} | {REFUSED}: {r['error'].replace('|', '/')} | | | | | | | | | |")
             continue
         full = "exact" if r["psnr"] >= 100 else f"{r['psnr']:.2f}"
-        conv = (f"{r['psnr_conv']:.2f} ± {_two_se(r['psnr_conv_images']):.2f}" if "psnr_conv" in r else "-")
+        conv = (f"{r['psnr_conv']:.2f} ± {paired_margin(r['psnr_conv_images'], [0.0] * len(r['psnr_conv_images']))[1]:.2f}" if "psnr_conv" in r else "-")
         fd_conv = f"{r['fd_conv']:.3f} ± {r['fd_conv_spread']:.3f}" if "fd_conv" in r else "-"
         out.append(f"| {family} | {setting or '-'} | {r['flops_fraction']:.3f} | {r['speedup']:.2f}x | "
                    f"{r['denoiser_speedup']:.2f}x | {conv} | {full} | {r['ssim']:.3f} | {r['fd']:.3f} | "
@@ -130,13 +124,11 @@ def summary(raw: dict[str, dict]) -> str:
     for cell in cells:
         rows, spread = raw[cell]["rows"], raw[cell]["fd_spread"]
         verdict = dominance(rows, spread)
-        for m, r in rows.items():
-            if m.startswith(OURS + ("none",)):
-                continue
-            won = [v for k, v in verdict.items() if _family(k) == _family(m) and not v.startswith("skips")]
+        for fam in dict.fromkeys(_family(m) for m in rows if not m.startswith(OURS + ("none",))):
+            won = [v for k, v in verdict.items() if _family(k) == fam and not v.startswith("skips")]
+            refused = all("error" in q for k, q in rows.items() if _family(k) == fam)
             beaten = sum(not v.startswith("**") for v in won)
-            refused = all("error" in q for k, q in rows.items() if _family(k) == _family(m))
-            counts.setdefault(_family(m), {})[cell] = "refused" if refused else f"{beaten}/{len(won)}"
+            counts.setdefault(fam, {})[cell] = "refused" if refused else f"{beaten}/{len(won)}"
         for m, r in rows.items():
             if not m.startswith("plan/") or "psnr_conv" not in r:
                 continue
