@@ -6,7 +6,7 @@ is all the session's step clock needs.
 """
 from __future__ import annotations
 
-from . import Adapter, register
+from .base import Adapter, register
 
 # ComfyUI's UNetModel (SD1.x/2.x/SDXL) does not call its TimestepEmbedSequential blocks' forward: it loops
 # over each block's layers itself (ResBlock, SpatialTransformer, Down/Upsample). So the units are those

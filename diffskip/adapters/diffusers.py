@@ -1,7 +1,7 @@
 """Built-in adapters for diffusers denoisers (registered by key, so nothing is imported here)."""
 from __future__ import annotations
 
-from . import Adapter, register
+from .base import Adapter, register
 
 # UNets: DeepCache / A-SDM feature inheritance at layer granularity (each resnet, attention and resampler is a
 # unit). The live path is conv_in -> the last up layer (resnet + attention) -> conv_out, DeepCache's shallowest

@@ -1,8 +1,4 @@
-"""Adapters: where an architecture's cacheable units are and how a skipped unit is replayed.
-
-An adapter is data. Registered per class key "package:Class" and found by walking the model's MRO, so a
-subclass of a supported model is supported too. `register()` adds any model in a few lines.
-"""
+"""The Adapter dataclass, the registry keyed "package:Class", and unit resolution."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -120,6 +116,3 @@ def _layers(unit: nn.Module, groups: tuple[tuple[str, ...], ...]) -> list[nn.Mod
             out.extend(lst[i] for lst in lists if i < len(lst))
     return out or [unit]
 
-
-from . import comfy as _comfy  # noqa: E402,F401  (ComfyUI's model classes, by key; imports no comfy)
-from . import diffusers as _diffusers  # noqa: E402,F401  (registers the built-in adapters)
