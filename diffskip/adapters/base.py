@@ -116,3 +116,9 @@ def _layers(unit: nn.Module, groups: tuple[tuple[str, ...], ...]) -> list[nn.Mod
             out.extend(lst[i] for lst in lists if i < len(lst))
     return out or [unit]
 
+
+
+def resolve_layout(model: nn.Module, adapter: Adapter) -> list[tuple[nn.Module, str | tuple[str | None, ...] | None]]:
+    """Return each cacheable unit with its residual stream spec (None for output reuse), in execution order."""
+    streams = adapter.streams if adapter.reuse == "residual" else None
+    return [(unit, streams) for unit in resolve_units(model, adapter)]
