@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import diffskip
-from diffskip.engine.plan import Planner
+from diffskip.engine.planner import Planner
 from diffskip.errors import PolicyError
 from diffskip.policies import StepInfo
 from test_adapters import ToyNet

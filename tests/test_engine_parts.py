@@ -1,24 +1,23 @@
-"""Each engine part on its own: clock, planner, branch cache and residual streams, FLOP meter."""
+"""Each engine part on its own: clock, planner, unit cache and forecasters, residual streams, FLOP meter."""
 import inspect
 
 import pytest
 import torch
 
 import diffskip
-from diffskip.engine.cache import BranchCache, Streams
+from diffskip.engine.cache import Streams, UnitCache
 from diffskip.engine.clock import Clock, read_timestep
 from diffskip.engine.flops import FlopMeter
-from diffskip.engine.plan import Planner
+from diffskip.engine.planner import Planner, PlanState
 from diffskip.engine.stats import CallRecord
 from diffskip.errors import PolicyError
 
 
 def test_clock_steps_branches_and_runs():
-    c = Clock(num_steps=lambda t: int(t) // 100)
+    c = Clock()
     seen = [(c.tick(t), c.run, c.step, c.branch) for t in (900.0, 900.0, 800.0, 800.0, 700.0, 950.0, 500.0)]
     assert seen == [(True, 0, 0, 0), (False, 0, 0, 1), (False, 0, 1, 0), (False, 0, 1, 1), (False, 0, 2, 0),
                     (True, 1, 0, 0), (False, 1, 1, 0)]
-    assert c.num_steps == 9  # from the first timestep of the current run
     assert read_timestep((None, torch.tensor([7.0, 7.0])), {}, "t", 1) == 7.0
     assert read_timestep((), {"t": 3}, "t", None) == 3.0
     with pytest.raises(TypeError, match="without its 't' argument"):
@@ -45,32 +44,36 @@ def test_planner_rejects_a_policy_answer_of_the_wrong_length():
         Planner(Bad(), 1).plan(0, 4, 2, None, [])
 
 
-def test_branch_cache_forecast_is_exact_on_linear_change_and_per_row():
-    c = BranchCache()
-    c.store(0, torch.tensor([[1.0], [10.0]]), step=0, rows=None, forecast=True)
-    assert torch.equal(c.replay_value(0, 1, True), torch.tensor([[1.0], [10.0]]))  # one compute: slope 0
-    c.store(0, torch.tensor([[3.0], [14.0]]), step=2, rows=None, forecast=True)  # slopes 1 and 2 per step
-    assert torch.allclose(c.replay_value(0, 5, True), torch.tensor([[6.0], [20.0]]))
-    c.store(0, torch.tensor([[3.0], [24.0]]), step=6, rows=(1,), forecast=True)  # row 1 computed, row 0 kept
-    assert c.at[0] == [2, 6] and torch.allclose(c.replay_value(0, 7, True), torch.tensor([[8.0], [26.5]]))
-    assert torch.equal(c.replay_value(0, 7, False), c.values[0])
+def test_unit_cache_forecast_is_exact_on_linear_change_and_per_row():
+    c = UnitCache(forecast=1)
+    c.store(0, torch.tensor([[1.0], [10.0]]), step=0)
+    assert torch.equal(c.replay(0, 1), torch.tensor([[1.0], [10.0]]))  # one compute: slope 0
+    c.store(0, torch.tensor([[3.0], [14.0]]), step=2)  # slopes 1 and 2 per step
+    assert torch.allclose(c.replay(0, 5), torch.tensor([[6.0], [20.0]]))
+    c.store_rows(0, torch.tensor([[24.0]]), rows=(1,), step=6)  # row 1 computed, row 0 kept
+    assert c.forecaster.at[0] == [2, 6] and torch.allclose(c.replay(0, 7), torch.tensor([[8.0], [26.5]]))
+    plain = UnitCache(forecast=0)
+    plain.store(0, c.values[0], step=6)
+    assert torch.equal(plain.replay(0, 7), c.values[0]) and plain.nbytes() == c.values[0].numel() * 4
 
 
 def test_branch_cache_second_order_forecast_is_exact_on_quadratic_change_with_uneven_gaps():
     def v(t):  # two rows, each quadratic in the step
         return torch.tensor([[1.0 + 2 * t + 0.5 * t * t], [-3.0 * t + 0.25 * t * t]], dtype=torch.float64)
 
-    c = BranchCache()
+    c, first = UnitCache(forecast=2), UnitCache(forecast=1)
     for t in (0, 1, 4):
-        c.store(0, v(t), step=t, rows=None, forecast=2)
-    assert torch.allclose(c.replay_value(0, 6, 2), v(6)) and torch.allclose(c.replay_value(0, 5, 2), v(5))
-    assert not torch.allclose(c.replay_value(0, 6, 1), v(6))  # first order misses the curvature
-    c.store(0, v(8), step=8, rows=(1,), forecast=2)  # per-row computes: back to first order for this unit
-    assert 0 not in c.curv and torch.allclose(c.replay_value(0, 9, 2), c.replay_value(0, 9, 1))
+        c.store(0, v(t), step=t)
+        first.store(0, v(t), step=t)
+    assert torch.allclose(c.replay(0, 6), v(6)) and torch.allclose(c.replay(0, 5), v(5))
+    assert not torch.allclose(first.replay(0, 6), v(6))  # first order misses the curvature
+    c.store(0, v(8), step=8, rows=(1,))  # per-row computes: back to first order for this unit
+    first.store(0, v(8), step=8, rows=(1,))
+    assert 0 not in c.forecaster.curv and torch.allclose(c.replay(0, 9), first.replay(0, 9))
 
 
-def test_branch_cache_drift_accumulates_and_resets_per_sample():
-    c = BranchCache()
+def test_plan_state_drift_accumulates_and_resets_per_sample():
+    c = PlanState()
     c.observe(torch.ones(2, 4))
     c.observe(torch.tensor([[2.0] * 4, [1.0] * 4]))
     c.observe(torch.tensor([[3.0] * 4, [1.0] * 4]))
@@ -104,10 +107,11 @@ def test_flop_meter_counts_rows_and_scales_unit_flops():
     table = {}
     m = FlopMeter(table)
     x = torch.ones(4, 8, 8)
-    m.call(lambda v: m.run(U(), (v,), {}, 4), (x,), {}, may_measure=True)
+    nxt = lambda a, k: U().inner(*a, **k)  # noqa: E731
+    m.call(lambda: m.run(U(), nxt, (x,), {}, 4), (x,), {}, may_measure=True)
     total, per_unit = table[m.key]
     assert total == per_unit[1] == 2 * 4 * 8 * 8 * 8
-    m.call(lambda v: m.run(U(), (v[:1],), {}, 1), (x,), {}, may_measure=True)  # a known key: no measuring
+    m.call(lambda: m.run(U(), nxt, (x[:1],), {}, 1), (x,), {}, may_measure=True)  # a known key: no measuring
     rec = CallRecord(0, 0, 1.0)
     m.account(rec, 4, range(0, 2))
     assert (rec.computed, rec.reused, rec.flops_run, rec.flops_full) == (1, 7, total / 4, total)

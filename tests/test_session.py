@@ -49,8 +49,8 @@ def test_separate_guidance_passes_keep_separate_caches():
             model(x, timestep=ts, return_dict=False, **kw)  # cond pass
             model(x, timestep=ts, return_dict=False, **uncond)  # uncond pass, same timestep
         assert sorted(s.branches) == [0, 1] and s.step == 2
-        c0, c1 = s.branches[0].values, s.branches[1].values
-    assert c0.keys() == c1.keys() and len(c0) == 3
+        c0, c1 = s.branches[0].cache.values, s.branches[1].cache.values
+    assert c0.keys() == c1.keys() == {("span", 1)}  # interval: one summed residual for blocks 1-3, per pass
     assert all(not torch.allclose(c0[i][0], c1[i][0]) for i in c0)
     assert s.stats.per_branch() == {0: {"computed": 6, "reused": 3}, 1: {"computed": 6, "reused": 3}}
 
@@ -61,7 +61,7 @@ def test_batched_cfg_2b_decides_rows_independently():
     with torch.no_grad(), diffskip.session(net, "threshold:threshold=0.5,final=0") as s:
         for t in (900.0, 800.0):
             net(x, t)
-        assert s.branches[0].drift.shape == (4,)
+        assert s.branches[0].plan.drift.shape == (4,)
     assert s.stats.calls[1].reused == 4 * 4
 
 

@@ -76,8 +76,11 @@ def condition_tokens(vae: nn.Module, transformer: nn.Module, images: torch.Tenso
     return transformer.pos_embed(z.to(p.dtype))  # (B, L, D)
 
 
-class ControlRun:
-    """The per-unit callable installed on an attached denoiser while a control model runs.
+class ControlRun(hooks.Hook):
+    """The control link of an attached denoiser's hook chain: add a control branch's residual at its blocks.
+
+    It sits outside the caching session's link, so a replayed base block returns its cached base value and
+    the control residual is still computed fresh and added on top.
 
     Args:
         model: a RelaCtrlModel or FullControlNetModel.
@@ -85,6 +88,8 @@ class ControlRun:
         scale: multiplies every control residual (0 gives the base model).
         off: base block indices whose branch is switched off (relevance scoring): no residual, state kept.
     """
+
+    name = "control"
 
     def __init__(self, model: nn.Module, cond: torch.Tensor, scale: float = 1.0, off: tuple[int, ...] = ()):
         bad = sorted(set(off) - set(model.positions))
@@ -101,18 +106,22 @@ class ControlRun:
                                f"one condition image, or one per generated image.")
         return self.cond.repeat(batch // n, 1, 1) if n != batch else self.cond
 
-    def __call__(self, unit: hooks.Unit, run: Callable, args: tuple, kwargs: dict) -> Any:
+    def reset_state(self) -> None:
+        self.state = None  # after each denoiser call: the next one starts its branch from the condition again
+
+    def unit_call(self, unit: hooks.Unit, call_next: Callable, args: tuple, kwargs: dict) -> Any:
         i = unit.index
-        if i == 0:
-            self.state = None  # a new denoiser call
         if i not in self.calls or i in self.off:
-            return run(*args, **kwargs)
+            return call_next(args, kwargs)
+        if not isinstance(unit.streams, str):
+            raise SessionError(f"control: unit {i} of this denoiser has streams {unit.streams!r}; a control branch "
+                               f"needs blocks with one residual stream (PixArt-style).")
         bound = unit.signature.bind(*args, **kwargs).arguments
-        hidden = bound["hidden_states"]
-        block_kwargs = {k: v for k, v in bound.items() if k != "hidden_states"}
+        hidden = bound[unit.streams]
+        block_kwargs = {k: v for k, v in bound.items() if k != unit.streams}
         self.state, residual = self.model.branch(i, hidden, self.state, self.tokens(hidden.shape[0]), block_kwargs)
         self.calls[i] += 1
-        out = run(*args, **kwargs)  # the base block, computed or replayed by the active caching session
+        out = call_next(args, kwargs)  # the base block, computed or replayed by the active caching session
         return out + self.scale * residual.to(out.dtype)
 
 
@@ -120,13 +129,8 @@ class ControlRun:
 def controlling(denoiser: nn.Module, run: ControlRun) -> Iterator[ControlRun]:
     """Add a control model's residuals to an attached denoiser's blocks for the duration of the block."""
     h = hooks.hooked(denoiser)
-    if h.control is not None:
-        raise SessionError(f"{type(denoiser).__name__} already runs a control model; one at a time.")
     if max(run.model.positions) >= len(h.units):
         raise ValueError(f"control positions {run.model.positions} exceed the {len(h.units)} blocks of "
                          f"{type(denoiser).__name__}; use a control model trained for this base.")
-    h.control = run
-    try:
+    with hooks.activate(denoiser, run):
         yield run
-    finally:
-        h.control = None

@@ -5,8 +5,6 @@ a new run. This serves txt2img, img2img, inpainting, ControlNet, community pipel
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 __all__ = ["Clock", "read_timestep"]
@@ -27,9 +25,7 @@ def read_timestep(args: tuple, kwargs: dict, name: str, index: int | None) -> fl
 class Clock:
     """Turn a stream of timesteps into (run, step, branch) positions."""
 
-    def __init__(self, num_steps: int | Callable[[float], int | None] | None = None):
-        self._num_steps = num_steps
-        self.num_steps: int | None = None  # steps in the current run, where known
+    def __init__(self) -> None:
         self.run = -1
         self.step = -1
         self.branch = 0
@@ -40,7 +36,6 @@ class Clock:
         new_run = self.last is None or t > self.last
         if new_run:
             self.run, self.step, self.branch = self.run + 1, 0, 0
-            self.num_steps = self._num_steps(t) if callable(self._num_steps) else self._num_steps
         elif t < self.last:
             self.step, self.branch = self.step + 1, 0
         else:

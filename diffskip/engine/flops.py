@@ -31,26 +31,27 @@ class FlopMeter:
         self.rows: dict[int, int] = {}  # unit index -> samples it computed in this call
         self.key: tuple = ()
 
-    def call(self, fn: Callable, args: tuple, kwargs: dict, may_measure: bool) -> Any:
-        """Run one denoiser call; measure it when its signature is new and `may_measure` (a full pass)."""
+    def call(self, fn: Callable[[], Any], args: tuple, kwargs: dict, may_measure: bool) -> Any:
+        """Run one denoiser call `fn()`; measure it when its signature is new and `may_measure` (a full pass)."""
         self.rows = {}
         self.key = signature_key(args, kwargs)
         if not (self.enabled and may_measure and self.key not in self.table):
-            return fn(*args, **kwargs)
+            return fn()
         self.unit_flops = {}
         with FlopCounterMode(display=False) as self.counter:
             try:
-                out = fn(*args, **kwargs)
+                out = fn()
             finally:
                 counter, self.counter = self.counter, None
         self.table[self.key] = (float(counter.get_total_flops()), dict(self.unit_flops))
         return out
 
-    def run(self, unit, args: tuple, kwargs: dict, rows: int) -> Any:
-        """Run a unit on `rows` samples (compiled if the user compiled it; eager while measuring)."""
+    def run(self, unit, call_next: Callable, args: tuple, kwargs: dict, rows: int, eager: bool = False) -> Any:
+        """Run a unit on `rows` samples: through `call_next` (compiled if the user compiled it), or eager while
+        measuring (compiled code avoids dispatch modes) or when `eager`."""
         self.rows[unit.index] = self.rows.get(unit.index, 0) + rows
         if self.counter is None:
-            return unit.inner(*args, **kwargs)
+            return unit.eager(*args, **kwargs) if eager else call_next(args, kwargs)
         before = self.counter.get_total_flops()
         out = unit.eager(*args, **kwargs)
         self.unit_flops[unit.index] = self.unit_flops.get(unit.index, 0.0) + self.counter.get_total_flops() - before

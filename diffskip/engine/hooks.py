@@ -21,10 +21,13 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from ..adapters import Adapter, find_adapter, resolve_units
+from ..adapters import Adapter, find_adapter, resolve_layout
 from ..errors import SessionError
+from .chain import Chain, Hook, PerThread
+from .clock import read_timestep
+from .tensors import first_tensor
 
-__all__ = ["attach", "detach", "hooked", "activate", "Hooked", "Unit"]
+__all__ = ["attach", "detach", "hooked", "activate", "Hooked", "Unit", "Hook"]
 logger = logging.getLogger(__name__)
 
 _ATTR = "_diffskip_hooks"
@@ -39,6 +42,7 @@ class Unit:
     module: nn.Module
     signature: inspect.Signature
     slot: _Slot
+    streams: str | tuple[str | None, ...] | None = None  # residual streams (None: output reuse)
 
     @property
     def inner(self) -> Callable[..., Any]:
@@ -80,7 +84,7 @@ class _Slot:
 
 
 class Hooked:
-    """What attach() installed on one model: adapter, units, slots, owners and the active session."""
+    """What attach() installed on one model: adapter, units, slots, owners and each thread's hook chain."""
 
     def __init__(self, model: nn.Module, adapter: Adapter):
         self.model = model
@@ -88,13 +92,24 @@ class Hooked:
         self.units: list[Unit] = []
         self.slots: list[_Slot] = []
         self.owners = 0  # attach() calls not yet matched by detach()
-        self.session = None  # set only inside activate()
-        self.control = None  # diffskip.control's per-unit callable, set only inside control.controlling()
+        self.local = PerThread()  # this thread's active chain (None: plain calls) and trampoline flag
         self.flops: dict[tuple, tuple[float, dict[int, float]]] = {}  # measured per input signature
-        self.lock = threading.Lock()
+        self.lineage: dict[tuple, dict[int, frozenset[int]]] = {}  # unit -> units its inputs come from, per signature
         self.timestep_index: int | None = None
-        self.inside = False  # True while a unit runs its own forward through diffskip's slot
+        self.active = 0  # threads with an active chain on this model
+        self.lock = threading.Lock()
         self.forwards: list[tuple[nn.Module, bool, Any, Callable]] = []  # module, had own, it, trampoline
+
+    @property
+    def chain(self) -> Chain | None:
+        """This thread's active hook chain (None when nothing is active here)."""
+        return self.local.chain
+
+    @property
+    def session(self):
+        """This thread's active caching session, if any."""
+        hook = self.chain.get("reuse") if self.chain is not None else None
+        return None if hook is None else hook.session
 
     def rearm(self) -> None:
         """Re-install diffskip's slots that a later `compile()` replaced (the compiled callable runs inside)."""
@@ -118,28 +133,34 @@ def attach(model: nn.Module, adapter: Adapter | None = None) -> nn.Module:
         h.owners += 1
         return model
     h = Hooked(model, adapter or find_adapter(model))
-    for i, module in enumerate(resolve_units(model, h.adapter)):
+    for i, (module, streams) in enumerate(resolve_layout(model, h.adapter)):
         def make_unit(slot: _Slot, i: int = i) -> Callable:
             def unit_call(*args, **kwargs):
-                s, outer = h.session, h.inside
-                h.inside = True
+                local = h.local
+                chain, outer = local.chain, local.inside
+                local.inside = True
                 try:
-                    if h.control is not None:  # a control branch adds its residual to the unit's output
-                        return h.control(h.units[i], lambda *a, **k: slot.inner(*a, **k) if s is None else
-                                         s.unit_call(h.units[i], a, k), args, kwargs)
-                    return slot.inner(*args, **kwargs) if s is None else s.unit_call(h.units[i], args, kwargs)
+                    if chain is None:
+                        return slot.inner(*args, **kwargs)
+                    return chain.run_unit(h.units[i], slot.inner, args, kwargs)
                 finally:
-                    h.inside = outer
+                    local.inside = outer
             return unit_call
         slot = _Slot(module, make_unit)
         h.slots.append(slot)
-        h.units.append(Unit(i, module, inspect.signature(module.forward), slot))
+        h.units.append(Unit(i, module, inspect.signature(module.forward), slot, streams))
         _trampoline(h, module, slot)
 
     def make_model(slot: _Slot) -> Callable:
         def model_call(*args, **kwargs):
-            s = h.session
-            return slot.inner(*args, **kwargs) if s is None else s.model_call(slot.inner, args, kwargs)
+            chain = h.local.chain
+            if chain is None:
+                return slot.inner(*args, **kwargs)
+            t = read_timestep(args, kwargs, h.adapter.timestep, h.timestep_index)
+            x = first_tensor((args, kwargs))
+            if x is None:
+                raise TypeError("the denoiser was called without any tensor argument")
+            return chain.run_model(slot.inner, args, kwargs, t, x.shape[0] if x.dim() else 1)
         return model_call
 
     h.slots.append(_Slot(model, make_model))
@@ -155,7 +176,7 @@ def _trampoline(h: Hooked, module: nn.Module, slot: _Slot) -> None:
     had, own, fwd = "forward" in module.__dict__, module.__dict__.get("forward"), module.forward
 
     def forward(*args, **kwargs):
-        return fwd(*args, **kwargs) if h.inside else slot.call(*args, **kwargs)
+        return fwd(*args, **kwargs) if h.local.inside else slot.call(*args, **kwargs)
 
     # this frame is never traced (torch.compile goes on in `fwd`, the unit's own forward, per class)
     forward = torch.compiler.disable(forward, recursive=False)
@@ -175,8 +196,9 @@ def hooked(model: nn.Module) -> Hooked:
 def detach(model: nn.Module) -> nn.Module:
     """Drop one owner; the last one restores every slot attach() replaced (a later compile() is kept)."""
     h = hooked(model)
-    if h.session is not None:
-        raise SessionError("detach() inside an active diffskip session; leave the `with` block first.")
+    if h.active:
+        raise SessionError("detach() while a diffskip session is active on this model (in this or another "
+                           "thread); leave the `with` block first.")
     h.owners -= 1
     if h.owners > 0:
         return model
@@ -184,7 +206,7 @@ def detach(model: nn.Module) -> nn.Module:
         slot.restore()
     for module, had, own, trampoline in h.forwards:
         if module.__dict__.get("forward") is not trampoline:  # a later hook wrapped it: leave it, pass-through
-            h.inside = True  # (never reset: the trampolines it still calls pass straight to the forward)
+            h.local = _Detached()  # (every thread's trampolines it still calls pass straight to the forward)
             continue
         if had:
             module.forward = own
@@ -194,18 +216,43 @@ def detach(model: nn.Module) -> nn.Module:
     return model
 
 
+class _Detached:
+    """Per-thread state of a detached model whose trampolines a later hook still calls: always pass through."""
+
+    chain = None
+    inside = True
+
+
 @contextlib.contextmanager
-def activate(model: nn.Module, session) -> Iterator:
-    """Make `session` the active one for an attached model for the duration of the block."""
+def activate(model: nn.Module, *hooks: Hook | Any) -> Iterator:
+    """Add hooks (or a Session's hooks) to the model's chain in this thread for the duration of the block.
+
+    Other threads keep calling the plain model (or their own chains); nesting the same kind of hook in one
+    thread is refused.
+    """
     h = hooked(model)
-    if not h.lock.acquire(blocking=False):
-        raise SessionError(f"{type(model).__name__} is already running a diffskip session (another thread, or a "
-                           f"nested call); one denoiser runs one session at a time. Fix: serialise the calls, "
-                           f"or give each thread its own pipeline (diffusers' pipe.copy / from_pipe of a copy).")
+    links = [k for x in hooks for k in (x.hooks if hasattr(x, "hooks") else (x,))]
+    chain = h.local.chain if h.local.chain is not None else Chain()
+    for k in links:
+        if chain.get(k.name) is not None:
+            what = "control model" if k.name == "control" else "session"
+            raise SessionError(f"{type(model).__name__} is already running a diffskip {what} in this thread (a "
+                               f"nested call); one at a time. Fix: leave the outer `with` block first.")
     h.rearm()
-    h.session = session
+    added: list[Hook] = []
     try:
-        yield session
+        for k in links:
+            chain.add(k)
+            added.append(k)
+        if h.local.chain is None:
+            with h.lock:
+                h.active += 1
+            h.local.chain = chain
+        yield hooks[0] if len(hooks) == 1 else hooks
     finally:
-        h.session = None
-        h.lock.release()
+        for k in added:
+            chain.remove(k)
+        if not chain.hooks and h.local.chain is chain:
+            h.local.chain = None
+            with h.lock:
+                h.active -= 1

@@ -1,21 +1,26 @@
-"""One run's state wired together: clock, plan, per-branch caches and the FLOP meter."""
+"""One run's state wired together: the policy resolved once, the planner, per-branch caches and the FLOP meter.
+
+A Session contributes two hooks to the attached model's chain (diffskip.engine.chain): `reuse` decides and
+computes or replays each unit (diffskip.engine.reuse), `meter` counts what ran (innermost, nearest the unit).
+"""
 from __future__ import annotations
 
 import contextlib
 from typing import Any, Callable, Iterator
 
-import torch
 from torch import nn
 
 from ..errors import PolicyError, SessionError
 from ..policies import Policy, parse
 from . import hooks
-from .cache import BranchCache, Streams
-from .clock import Clock, read_timestep
-from .flops import FlopMeter
-from .plan import Decision, Planner
+from .cache import Streams, UnitCache
+from .chain import CallInfo, Hook
+from .clock import Clock
+from .flops import FlopMeter, signature_key
+from .lineage import Lineage, live_reads
+from .planner import PlanState, Planner
+from .reuse import strategy_for
 from .stats import CallRecord, Stats
-from .tensors import first_tensor, merge_rows, slice_rows
 
 __all__ = ["Session", "session", "resolve_span"]
 
@@ -35,122 +40,163 @@ def resolve_span(policy: Policy, adapter, num_units: int, model_name: str) -> tu
     return head, tail
 
 
+def _check_steps(num_steps: Any) -> None:
+    ok = num_steps is None or callable(num_steps) or (
+        isinstance(num_steps, int) and not isinstance(num_steps, bool) and num_steps >= 1)
+    if not ok:
+        raise SessionError(f"num_steps={num_steps!r} is invalid; allowed: None, an int >= 1 (the run's denoiser "
+                           f"steps) or a callable timestep -> steps. Fix: pass the scheduler's step count.")
+
+
+class Branch:
+    """One guidance pass's state: its unit cache, its planner state, and span residuals being summed."""
+
+    def __init__(self, forecast: int):
+        self.cache = UnitCache(forecast)
+        self.plan = PlanState()
+        self.pending: dict[Any, Any] = {}  # span -> residual summed so far at this step
+        self.skeletons: dict[int, Any] = {}  # unit -> shape of its output (placeholders for unread outputs)
+
+    def nbytes(self) -> int:
+        return self.cache.nbytes() + self.plan.nbytes()
+
+
 class Session:
     """Run a policy over an attached denoiser: decide, compute or replay units, and count."""
 
     def __init__(self, h: hooks.Hooked, policy: Policy | str,
                  num_steps: int | Callable[[float], int | None] | None = None, count_flops: bool = True):
         self.policy = parse(policy)
+        _check_steps(num_steps)
         self.hooked = h
         n = len(h.units)
         self.head, self.tail = resolve_span(self.policy, h.adapter, n, type(h.model).__name__)
         self.skippable = range(self.head, n - self.tail)
         self.num_units = len(self.skippable)
-        self.streams = Streams(h.adapter.streams) if h.adapter.reuse == "residual" else None
         if self.policy.final and self.policy.reuses and num_steps is None:
             raise PolicyError(f"{self.policy}: final={self.policy.final} computes the last steps fully, so the "
                               f"session needs the run's step count: pass num_steps=N to diffskip.session(), "
                               f"or set final=0 in the policy.")
-        self.clock = Clock(num_steps)
+        self._num_steps = num_steps
+        self.num_steps: int | None = None
+        self.streams = {u.index: Streams(u.streams) for u in h.units if u.streams is not None}
         self.planner = Planner(self.policy, self.num_units)
+        self.strategy = strategy_for(self)
         self.meter = FlopMeter(h.flops, count_flops)
         self.history: list[Stats] = []
         self.stats = Stats(num_units=n, skippable=self.num_units)
-        self.branches: dict[int, BranchCache] = {}
-        self.branch = BranchCache()  # the current call's branch
+        self.branches: dict[int, Branch] = {}
+        self.branch = Branch(self.policy.forecast)  # the current call's branch
+        self.call: CallInfo | None = None
         self.batch = 0
+        self.rows: int | None = None  # samples the next unit computation runs on (for the meter)
+        self.lineage: Lineage | None = None  # active while one call measures which outputs units read
+        self.reads: frozenset[int] | None = None  # skippable units whose outputs live units read
+        self.hooks = (_ReuseHook(self), _MeterHook(self))
 
     @property
     def step(self) -> int:
-        return self.clock.step
-
-    @property
-    def num_steps(self) -> int | None:
-        return self.clock.num_steps
+        return -1 if self.call is None else self.call.step
 
     def release(self) -> None:
         """Free every cached tensor (stats stay)."""
         self.branches = {}
-        self.branch = BranchCache()
+        self.branch = Branch(self.policy.forecast)
 
-    # -- denoiser call -------------------------------------------------------------------------------
-    def model_call(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
-        """Run one denoiser call under the policy and record what it computed."""
-        h = self.hooked
-        t = read_timestep(args, kwargs, h.adapter.timestep, h.timestep_index)
-        if self.clock.tick(t) and self.clock.run > 0:
-            self.history.append(self.stats)
-            self.stats = Stats(num_units=len(h.units), skippable=self.num_units)
+    def begin(self, call: CallInfo) -> None:
+        """A denoiser call begins: new run bookkeeping, the branch, the call record."""
+        if call.new_run:
+            if self.stats.calls:
+                self.history.append(self.stats)
+                self.stats = Stats(num_units=len(self.hooked.units), skippable=self.num_units)
             self.branches = {}
-        x = first_tensor((args, kwargs))
-        if x is None:
-            raise TypeError("the denoiser was called without any tensor argument")
-        self.batch = x.shape[0]
-        self.branch = self.branches.setdefault(self.clock.branch, BranchCache())
-        rec = CallRecord(self.clock.step, self.clock.branch, t)
-        out = self.meter.call(fn, args, kwargs, may_measure=not self.branch.values)
-        self.meter.account(rec, self.batch, self.skippable)
-        self.stats.add(rec)
-        self.stats.cache_bytes = max(self.stats.cache_bytes, sum(b.nbytes() for b in self.branches.values()))
+            n = self._num_steps
+            self.num_steps = n(call.timestep) if callable(n) else n
+        if isinstance(self._num_steps, int) and call.step >= self._num_steps:
+            raise SessionError(f"the run reached denoiser step {call.step + 1} but the session was given "
+                               f"num_steps={self._num_steps}; allowed: the run's own step count. Fix: pass "
+                               f"num_steps equal to the scheduler's number of steps.")
+        self.call, self.batch = call, call.batch
+        self.branch = self.branches.setdefault(call.branch, Branch(self.policy.forecast))
+
+    def run(self, unit: hooks.Unit, call_next: Callable, args: tuple, kwargs: dict, rows: int) -> Any:
+        """Run a unit (through the inner hooks) on `rows` samples."""
+        self.rows = rows
+        return call_next(args, kwargs)
+
+    def needs_lineage(self, key: tuple) -> bool:
+        """True when this call must measure which outputs live units read (lean output caches, once per shape)."""
+        known = self.hooked.lineage.get(key)
+        if known is not None:
+            self.reads = live_reads(known, self.skippable)
+        return self.strategy.lean_output and known is None
+
+
+class _ReuseHook(Hook):
+    """The session's decision/replay link: compute, replay or mix each unit as the plan says."""
+
+    name = "reuse"
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.clock = Clock()  # the session's own: it counts steps across activations (ComfyUI's legacy wrapper)
+
+    def begin(self, call: CallInfo) -> None:
+        self.session.begin(call)
+
+    def model_call(self, call_next: Callable, args: tuple, kwargs: dict) -> Any:
+        s = self.session
+        key = signature_key(args, kwargs)
+        if not s.needs_lineage(key):
+            return call_next(args, kwargs)
+        s.lineage = Lineage()
+        try:
+            with s.lineage:
+                out = call_next(args, kwargs)
+            reads = s.lineage.finish(out)
+        finally:
+            s.lineage = None
+        s.hooked.lineage[key] = reads
+        s.reads = live_reads(reads, s.skippable)
+        s.strategy.prune()
         return out
 
-    # -- unit call -----------------------------------------------------------------------------------
-    def unit_call(self, unit: hooks.Unit, args: tuple, kwargs: dict) -> Any:
-        """Compute, replay or mix (per sample) one unit as the plan says."""
-        i, br = unit.index, self.branch
-        skippable = i in self.skippable
-        probe = i == 0 and self.policy.needs_drift
-        if (not skippable or not self.policy.reuses) and not probe:  # nothing to cache: run as is
-            return self.meter.run(unit, args, kwargs, self.batch)
-        bound = unit.signature.bind(*args, **kwargs)
-        if not skippable:
-            out, res = self._compute(unit, bound, self.batch)
-            br.observe(first_tensor(res if res is not None else out))
-            return out
-        decision = self._plan(br)[i - self.head]
-        entry = br.values.get(i)
-        if entry is not None and first_tensor(entry).shape[0] != self.batch:
-            raise SessionError(f"unit {i}: cached batch {first_tensor(entry).shape[0]} != call batch {self.batch} "
-                               f"within one run; start a new session for a new batch size.")
-        forecast = self.policy.forecast
-        if entry is None or decision is True:
-            out, res = self._compute(unit, bound, self.batch)
-            br.store(i, out if res is None else res, self.step, None, forecast)
-            return out
-        replayed = br.replay_value(i, self.step, forecast)
-        full = self._replay(bound, replayed)
-        if decision is False:
-            return full
-        rows = torch.tensor(decision, device=first_tensor(entry).device)
-        sub = slice_rows(unit.signature, bound, rows, self.batch, self.hooked.adapter.unbatched)
-        out, res = self._compute(unit, sub, len(decision))
-        merged = merge_rows(full, out, rows)
-        # the cache keeps the reusing rows' raw value (not their forecast); without a forecast that is `merged`
-        raw = merged if (res is None and replayed is entry) else merge_rows(entry, out if res is None else res, rows)
-        br.store(i, raw, self.step, decision, forecast)
-        return merged
+    def unit_call(self, unit, call_next: Callable, args: tuple, kwargs: dict) -> Any:
+        s = self.session
+        if s.lineage is None:
+            return s.strategy.unit_call(unit, call_next, args, kwargs)
+        s.lineage.enter_unit(unit.index, args, kwargs)
+        out = s.strategy.unit_call(unit, call_next, args, kwargs)
+        s.lineage.exit_unit(unit.index, out)
+        return out
 
-    def _compute(self, unit: hooks.Unit, bound, rows: int) -> tuple[Any, Any]:
-        run = lambda b: self.meter.run(unit, b.args, b.kwargs, rows)  # noqa: E731
-        if self.streams is None:
-            return run(bound), None
-        return self.streams.compute(run, bound)
+    def reset_state(self) -> None:
+        self.session.rows = None
 
-    def _replay(self, bound, entry: Any) -> Any:
-        return entry if self.streams is None else self.streams.replay(bound, entry)
 
-    def _plan(self, br: BranchCache) -> list[Decision]:
-        """Decide this step's plan for a branch once (the only host read: drift, for drift-gated policies)."""
-        if br.plan is not None and br.plan_step == (self.clock.run, self.step):
-            return br.plan
-        drift = rate = None
-        if self.policy.needs_drift and br.drift is not None:  # one host read for both
-            drift, rate = torch.stack([br.drift, br.rate_sum / max(br.rate_count, 1)]).tolist()
-        br.plan, br.streak = self.planner.plan(self.step, self.num_steps, self.batch, drift, br.streak, rate)
-        br.plan_step = (self.clock.run, self.step)
-        if br.plan:
-            br.reset_drift(br.plan[0])
-        return br.plan
+class _MeterHook(Hook):
+    """The session's FLOP meter: measure a call's FLOPs once per input signature, count each unit run."""
+
+    name = "meter"
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def model_call(self, call_next: Callable, args: tuple, kwargs: dict) -> Any:
+        s = self.session
+        rec = CallRecord(s.call.step, s.call.branch, s.call.timestep)
+        br = s.branch
+        out = s.meter.call(lambda: call_next(args, kwargs), args, kwargs, may_measure=not br.cache.values)
+        s.meter.account(rec, s.batch, s.skippable)
+        s.stats.add(rec)
+        s.stats.cache_bytes = max(s.stats.cache_bytes, sum(b.nbytes() for b in s.branches.values()))
+        return out
+
+    def unit_call(self, unit, call_next: Callable, args: tuple, kwargs: dict) -> Any:
+        s = self.session
+        rows = s.batch if s.rows is None else s.rows
+        s.rows = None
+        return s.meter.run(unit, call_next, args, kwargs, rows, eager=s.lineage is not None)
 
 
 @contextlib.contextmanager

@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["first_tensor", "slice_rows", "merge_rows", "take_rows", "rate", "extrapolate"]
+__all__ = ["first_tensor", "slice_rows", "merge_rows", "take_rows", "rate", "extrapolate", "nbytes", "skeleton",
+           "placeholder"]
 
 
 def first_tensor(x: Any) -> torch.Tensor | None:
@@ -70,3 +71,40 @@ def rate(cur: Any, prev: Any, k: torch.Tensor) -> Any:
 def extrapolate(cur: Any, slope: Any, k: torch.Tensor) -> Any:
     """Return cur + slope * k per batch row (k: (B,)) as one fused multiply-add, through nested tuples."""
     return _per_row(torch.addcmul, cur, slope, k)
+
+
+def nbytes(x: Any) -> int:
+    """Return the bytes of every tensor in a nested structure (dicts, tuples, lists)."""
+    if isinstance(x, torch.Tensor):
+        return x.numel() * x.element_size()
+    items = x.values() if isinstance(x, dict) else x if isinstance(x, (tuple, list)) else ()
+    return sum(nbytes(v) for v in items)
+
+
+def skeleton(x: Any) -> Any:
+    """Return a structure's shape: tensors become (shape, dtype, device); other leaves stay as they are."""
+    if isinstance(x, torch.Tensor):
+        return _Meta(tuple(x.shape), x.dtype, x.device)
+    if isinstance(x, (tuple, list)):
+        return type(x)(skeleton(v) for v in x)
+    return x
+
+
+def placeholder(sk: Any) -> Any:
+    """Return zeros in the shape of a skeleton (a value nothing live will read: see engine/lineage.py)."""
+    if isinstance(sk, _Meta):
+        return torch.zeros(sk.shape, dtype=sk.dtype, device=sk.device)
+    if isinstance(sk, (tuple, list)):
+        return type(sk)(placeholder(v) for v in sk)
+    return sk
+
+
+class _Meta(tuple):
+    """(shape, dtype, device) of a tensor that a placeholder stands in for."""
+
+    def __new__(cls, shape, dtype, device):
+        return super().__new__(cls, (shape, dtype, device))
+
+    shape = property(lambda self: self[0])
+    dtype = property(lambda self: self[1])
+    device = property(lambda self: self[2])

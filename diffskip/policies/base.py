@@ -87,6 +87,8 @@ class Policy:
     name: ClassVar[str] = "policy"
     needs_drift: ClassVar[bool] = False  # the session measures the probe unit's drift for it
     reuses: ClassVar[bool] = True  # False: the session keeps no cache at all
+    per_unit: ClassVar[bool] = True  # False: every skippable unit gets the same decision at a step (the session
+    # then caches a span's summed residual, or only the outputs live units read: lean caches)
     head: int | None = _knob(None, 0, 64, "leading units that always compute (none: the adapter's default)")
     tail: int | None = _knob(None, 0, 64, "trailing units that always compute (none: the adapter's default)")
     forecast: int = _knob(FORECAST, 0, 2, "0: replay a skipped unit's cached value; 1: extrapolate it from its last two "
@@ -113,6 +115,15 @@ class Policy:
     def decide(self, info: StepInfo, unit: int) -> bool | Sequence[bool]:
         """Return True where skippable `unit` computes at this step (or one bool per sample), on the host."""
         raise NotImplementedError
+
+    def computes_all(self, step: int, num_steps: int | None) -> bool:
+        """Return True when every unit computes at `step` whatever `decide` says: the `final` last steps."""
+        if not (self.final and self.reuses):
+            return False
+        if num_steps is None:
+            raise PolicyError(f"{self}: final={self.final} computes the last steps fully, which needs the run's "
+                              f"step count; pass num_steps= to diffskip.session(), or set final=0.")
+        return step >= num_steps - self.final
 
     def __str__(self) -> str:
         own = [f for f in dataclasses.fields(self) if f.name not in SHARED]

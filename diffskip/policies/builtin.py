@@ -16,6 +16,8 @@ __all__ = ["Never", "Interval", "Uniform", "Profile", "Threshold", "Mask"]
 class Never(Policy):
     """Always compute every unit (the exact baseline)."""
 
+    per_unit: ClassVar[bool] = False
+
     reuses: ClassVar[bool] = False
 
     def decide(self, info: StepInfo, unit: int) -> bool:
@@ -26,6 +28,8 @@ class Never(Policy):
 @dataclass(frozen=True)
 class Interval(Policy):
     """Compute every `every`-th step inside [start, end), reuse in between (DeepCache, Ma et al. 2023)."""
+
+    per_unit: ClassVar[bool] = False
 
     every: int = _knob(3, 1, 1000, "compute every N-th step, reuse the cache in between")
     start: int = _knob(0, 0, 10000, "first step of the caching window (steps before it compute)")
@@ -133,6 +137,8 @@ class Threshold(Policy):
     sample: in a batch, the samples that drifted recompute and the others reuse. `max_streak` caps reuse.
     """
 
+    per_unit: ClassVar[bool] = False
+
     needs_drift: ClassVar[bool] = True
     target: float | None = _knob(0.5, 0.01, 1.0, "fraction of steps that compute: recompute once the drift "
                                                  "reaches 1/target - 1/2 times its mean per-step change")
@@ -176,6 +182,8 @@ class Mask(Policy):
     refused before its first unit runs; `cycle=1` repeats the pattern over any number of steps (the ComfyUI
     node's default, `steps=1,cycle=1`, computes every step at any step count).
     """
+
+    per_unit: ClassVar[bool] = False
 
     steps: str = _knob("1", tip="one character per step: 1 computes, 0 reuses")
     cycle: int = dataclasses.field(default=0, metadata={

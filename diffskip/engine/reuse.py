@@ -1,0 +1,168 @@
+"""How a session computes, replays or mixes (per sample) one unit, and what it keeps for later steps.
+
+- `PerUnit`: every skippable unit caches its own output or residual (policies whose decisions differ by unit).
+- `Spans` (residual reuse, every unit decided alike): consecutive units with one stream layout form a span;
+  computing steps sum the span's residuals, replayed steps pass the stream through the span's units unchanged
+  and add the summed residual at its last unit. One cached residual per span instead of one per block: the same
+  result as replaying each block's residual (glue code between blocks still runs), at 1/len(span) the memory.
+- `LiveReads` (output reuse, every unit decided alike): only the outputs that a live unit or the denoiser's
+  output reads are kept (measured once: engine/lineage.py); other replayed units return zeros of their shape,
+  which only other replayed units receive (DeepCache keeps one feature of a UNet for the same reason).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from ..errors import SessionError
+from .cache import Streams, add
+from .tensors import first_tensor, merge_rows, placeholder, skeleton, slice_rows
+
+__all__ = ["strategy_for"]
+
+
+class PerUnit:
+    """Cache each skippable unit's own value (output, or residual per stream)."""
+
+    lean_output = False
+
+    def __init__(self, session):
+        self.s = session
+
+    def unit_call(self, unit, call_next: Callable, args: tuple, kwargs: dict) -> Any:
+        s, i = self.s, unit.index
+        skippable = i in s.skippable
+        probe = i == 0 and s.policy.needs_drift
+        if (not skippable or not s.policy.reuses) and not probe:  # nothing to cache: run as is
+            return s.run(unit, call_next, args, kwargs, s.batch)
+        bound = unit.signature.bind(*args, **kwargs)
+        if not skippable:  # the drift probe
+            out, res = self.compute(unit, call_next, bound, s.batch)
+            s.branch.plan.observe(first_tensor(res if res is not None else out))
+            return out
+        c = s.call
+        decision = s.planner.for_step(s.branch.plan, c.run, c.step, s.num_steps, s.batch)[i - s.head]
+        return self.decide(unit, call_next, bound, decision)
+
+    def compute(self, unit, call_next: Callable, bound, rows: int) -> tuple[Any, Any]:
+        """Run the unit; return (output, residual per stream or None for output reuse)."""
+        run = lambda b: self.s.run(unit, call_next, b.args, b.kwargs, rows)  # noqa: E731
+        streams: Streams | None = self.s.streams.get(unit.index)
+        return (run(bound), None) if streams is None else streams.compute(run, bound)
+
+    def sub(self, unit, bound, rows: tuple[int, ...]):
+        idx = torch.tensor(rows, device=first_tensor(bound.arguments).device)
+        return idx, slice_rows(unit.signature, bound, idx, self.s.batch, self.s.hooked.adapter.unbatched)
+
+    def check_batch(self, i: int, key: Any) -> None:
+        entry = self.s.branch.cache.get(key)
+        if entry is not None and first_tensor(entry).shape[0] != self.s.batch:
+            raise SessionError(f"unit {i}: cached batch {first_tensor(entry).shape[0]} != call batch {self.s.batch} "
+                               f"within one run; start a new session for a new batch size.")
+
+    def decide(self, unit, call_next: Callable, bound, decision) -> Any:
+        s, i, cache = self.s, unit.index, self.s.branch.cache
+        self.check_batch(i, i)
+        if i not in cache or decision is True:
+            out, res = self.compute(unit, call_next, bound, s.batch)
+            cache.store(i, out if res is None else res, s.step)
+            return out
+        streams = s.streams.get(i)
+        replayed = cache.replay(i, s.step)
+        full = replayed if streams is None else streams.replay(bound, replayed)
+        if decision is False:
+            return full
+        idx, sub = self.sub(unit, bound, decision)
+        out, res = self.compute(unit, call_next, sub, len(decision))
+        cache.store_rows(i, out if res is None else res, decision, s.step)
+        return merge_rows(full, out, idx)
+
+
+class Spans(PerUnit):
+    """Residual reuse with one decision for every unit: one summed residual per span of units."""
+
+    def __init__(self, session):
+        super().__init__(session)
+        self.start: dict[int, int] = {}  # unit -> first unit of its span
+        self.ends: set[int] = set()  # units that end a span (known after the first compute of each unit)
+        layout = [(i, session.hooked.units[i].streams) for i in session.skippable]
+        for (i, spec), prev in zip(layout, [None, *layout]):
+            self.start[i] = i if prev is None or prev[1] != spec else self.start[prev[0]]
+        self.last = {self.start[i]: i for i, _ in layout}  # span -> its last unit
+
+    def decide(self, unit, call_next: Callable, bound, decision) -> Any:
+        s, i, br = self.s, unit.index, self.s.branch
+        span = ("span", self.start[i])
+        streams: Streams = s.streams[i]
+        self.check_batch(i, span)
+        first = i == self.start[i]
+        if span not in br.cache or decision is True:
+            out, res = self.compute(unit, call_next, bound, s.batch)
+            self._sum(br, span, i, first, res, None, streams)
+            return out
+        end = i in self.ends
+        full = streams.replay(bound, br.cache.replay(span, s.step)) if end else streams.identity(bound)
+        if decision is False:
+            return full
+        idx, sub = self.sub(unit, bound, decision)
+        out, res = self.compute(unit, call_next, sub, len(decision))
+        self._sum(br, span, i, first, res, decision, streams)
+        return merge_rows(full, out, idx)
+
+    def _sum(self, br, span, i: int, first: bool, res: tuple, rows, streams: Streams) -> None:
+        """Add a unit's residual to its span's sum; store the sum at the span's end."""
+        if i != self.last[span[1]] and not streams.spannable(res):  # its output does not continue its inputs:
+            self._split(span[1], i)  # the span ends here, the next unit starts a new one
+        if i == self.last[span[1]]:
+            self.ends.add(i)
+        total = res if first else add(br.pending.pop(span), res)
+        if i not in self.ends:
+            br.pending[span] = total
+        elif rows is None:
+            br.cache.store(span, total, self.s.step)
+        else:
+            br.cache.store_rows(span, total, rows, self.s.step)
+
+
+    def _split(self, start: int, i: int) -> None:
+        last = self.last[start]
+        for j in range(i + 1, last + 1):
+            self.start[j] = i + 1
+        self.last[start], self.last[i + 1] = i, last
+
+
+class LiveReads(PerUnit):
+    """Output reuse with one decision for every unit: keep only the outputs that live code reads."""
+
+    lean_output = True
+
+    def decide(self, unit, call_next: Callable, bound, decision) -> Any:
+        s, i, br = self.s, unit.index, self.s.branch
+        if s.reads is None or i in s.reads:  # read by something live (or not measured yet): cache it
+            return super().decide(unit, call_next, bound, decision)
+        if i not in br.skeletons or decision is True:
+            out, _ = self.compute(unit, call_next, bound, s.batch)
+            br.skeletons[i] = skeleton(out)
+            return out
+        full = placeholder(br.skeletons[i])
+        if decision is False:
+            return full
+        idx, sub = self.sub(unit, bound, decision)
+        out, _ = self.compute(unit, call_next, sub, len(decision))
+        return merge_rows(full, out, idx)
+
+
+    def prune(self) -> None:
+        """After the lineage is known: keep only the shapes of the outputs nothing live reads."""
+        for br in self.s.branches.values():
+            for i in [k for k in br.cache.values if isinstance(k, int) and k not in self.s.reads]:
+                br.skeletons[i] = skeleton(br.cache.get(i))
+                br.cache.drop(i)
+
+
+def strategy_for(session) -> PerUnit:
+    """Pick how the session caches: per unit, or lean (spans / live reads) when every unit is decided alike."""
+    if session.policy.per_unit or not session.policy.reuses:
+        return PerUnit(session)
+    return LiveReads(session) if session.hooked.adapter.reuse == "output" else Spans(session)
