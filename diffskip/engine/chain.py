@@ -62,6 +62,8 @@ class Chain:
         self.hooks: list[Hook] = []
         self.clock = Clock()
         self.call: CallInfo | None = None  # the denoiser call in progress
+        self.inner: Callable | None = None  # the denoiser's own call (for a probe run inside a hook)
+        self.probe = None  # a Lineage while a hook probes the denoiser: units then run plain, past every hook
 
     def add(self, hook: Hook) -> None:
         if hook.name not in ORDER:
@@ -81,6 +83,7 @@ class Chain:
         c = next((h.clock for h in self.hooks if h.clock is not None), self.clock)
         new_run = c.tick(timestep)
         self.call = CallInfo(timestep, c.run, c.step, c.branch, new_run, batch)
+        self.inner = inner
         hooks = list(self.hooks)
         for h in hooks:
             h.begin(self.call)
@@ -94,6 +97,11 @@ class Chain:
 
     def run_unit(self, unit, inner: Callable, args: tuple, kwargs: dict) -> Any:
         """Run one unit call through every hook's unit_call, outermost first."""
+        if self.probe is not None:
+            self.probe.enter_unit(unit.index, args, kwargs)
+            out = unit.eager(*args, **kwargs)
+            self.probe.exit_unit(unit.index, out)
+            return out
         return _through(self.hooks, lambda h, nxt, a, k: h.unit_call(unit, nxt, a, k), lambda a, k: inner(*a, **k),
                         args, kwargs)
 

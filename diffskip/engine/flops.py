@@ -48,7 +48,7 @@ class FlopMeter:
 
     def run(self, unit, call_next: Callable, args: tuple, kwargs: dict, rows: int, eager: bool = False) -> Any:
         """Run a unit on `rows` samples: through `call_next` (compiled if the user compiled it), or eager while
-        measuring (compiled code avoids dispatch modes) or when `eager`."""
+        measuring or when `eager` (compiled code avoids dispatch modes)."""
         self.rows[unit.index] = self.rows.get(unit.index, 0) + rows
         if self.counter is None:
             return unit.eager(*args, **kwargs) if eager else call_next(args, kwargs)

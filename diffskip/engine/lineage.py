@@ -1,4 +1,4 @@
-"""Lineage: which units' outputs each unit (and the denoiser's output) reads, measured on one call.
+"""Lineage: which units' outputs each unit (and the denoiser's output) reads, measured on a session's first call.
 
 Under a policy that replays every skippable unit together, a replayed unit whose output only feeds other
 replayed units is never read by anything live, so its value need not be kept (DeepCache keeps one feature
@@ -28,6 +28,7 @@ class Lineage(TorchDispatchMode):
         super().__init__()
         self.labels = WeakTensorKeyDictionary()
         self.reads: dict[int, frozenset[int]] = {}
+        self.needed: set[int] = set()  # units whose outputs something outside the skippable span read
 
     def sources(self, x: Any) -> frozenset[int]:
         out: frozenset[int] = frozenset()
@@ -43,6 +44,15 @@ class Lineage(TorchDispatchMode):
         for t in tree_leaves(out):
             if isinstance(t, torch.Tensor):
                 self.labels[t] = frozenset((index,))
+
+    def carried(self, exclude: Any) -> frozenset[int]:
+        """Return the labels that some live tensor carries, other than the tensors in `exclude`."""
+        skip = {id(t) for t in tree_leaves(exclude) if isinstance(t, torch.Tensor)}
+        out: set[int] = set()
+        for t, labels in list(self.labels.items()):
+            if id(t) not in skip:
+                out |= labels
+        return frozenset(out)
 
     def finish(self, out: Any) -> dict[int, frozenset[int]]:
         self.reads[OUTPUT] = self.sources(out)

@@ -27,6 +27,9 @@ class PerUnit:
 
     lean_output = False
 
+    def prune(self) -> None:
+        """Nothing to drop: every unit's value may be replayed."""
+
     def __init__(self, session):
         self.s = session
 
@@ -154,7 +157,7 @@ class LiveReads(PerUnit):
 
 
     def prune(self) -> None:
-        """After the lineage is known: keep only the shapes of the outputs nothing live reads."""
+        """After the lineage call: keep only the shapes of the outputs nothing live reads."""
         for br in self.s.branches.values():
             for i in [k for k in br.cache.values if isinstance(k, int) and k not in self.s.reads]:
                 br.skeletons[i] = skeleton(br.cache.get(i))

@@ -6,9 +6,13 @@ computes or replays each unit (diffskip.engine.reuse), `meter` counts what ran (
 from __future__ import annotations
 
 import contextlib
+import logging
+import weakref
 from typing import Any, Callable, Iterator
 
+import torch
 from torch import nn
+from torch.utils._pytree import tree_leaves
 
 from ..errors import PolicyError, SessionError
 from ..policies import Policy, parse
@@ -21,8 +25,10 @@ from .lineage import Lineage, live_reads
 from .planner import PlanState, Planner
 from .reuse import strategy_for
 from .stats import CallRecord, Stats
+from .tensors import refill, skeleton
 
 __all__ = ["Session", "session", "resolve_span"]
+logger = logging.getLogger(__name__)
 
 
 def resolve_span(policy: Policy, adapter, num_units: int, model_name: str) -> tuple[int, int]:
@@ -90,7 +96,7 @@ class Session:
         self.call: CallInfo | None = None
         self.batch = 0
         self.rows: int | None = None  # samples the next unit computation runs on (for the meter)
-        self.lineage: Lineage | None = None  # active while one call measures which outputs units read
+        self.lineage: Lineage | None = None  # active during the call that measures which outputs live code reads
         self.reads: frozenset[int] | None = None  # skippable units whose outputs live units read
         self.hooks = (_ReuseHook(self), _MeterHook(self))
 
@@ -124,12 +130,38 @@ class Session:
         self.rows = rows
         return call_next(args, kwargs)
 
-    def needs_lineage(self, key: tuple) -> bool:
-        """True when this call must measure which outputs live units read (lean output caches, once per shape)."""
-        known = self.hooked.lineage.get(key)
-        if known is not None:
-            self.reads = live_reads(known, self.skippable)
-        return self.strategy.lean_output and known is None
+    def lineage_for(self, args: tuple, kwargs: dict) -> Lineage | None:
+        """Return a Lineage when this call must measure which outputs live code reads (lean output caches)."""
+        if not self.strategy.lean_output:
+            return None
+        known = self.hooked.lineage.get(signature_key(args, kwargs))
+        self.reads = None if known is None else live_reads(known, self.skippable)
+        return Lineage() if known is None else None
+
+    def note_reads(self, unit: int) -> None:
+        """During the lineage call: keep the outputs live code read or may still read; keep shapes of the rest.
+
+        An output may still be read while some tensor derived from it is alive, or while anything but the
+        cache holds it (a UNet's skip connections): the cache lets go of it and keeps it only if it survives.
+        """
+        lin = self.lineage
+        if unit not in self.skippable:
+            lin.needed |= {u for u in lin.reads.get(unit, ()) if u in self.skippable}
+        for br in self.branches.values():
+            vals = br.cache.values
+            cand = [k for k in vals if isinstance(k, int) and k not in lin.needed and k != unit]
+            derived = lin.carried([vals[k] for k in cand]) if cand else frozenset()
+            loose = [k for k in cand if k not in derived]
+            shapes = {k: skeleton(vals[k]) for k in loose}
+            refs = {k: [weakref.ref(t) for t in tree_leaves(vals.pop(k)) if isinstance(t, torch.Tensor)]
+                    for k in loose}
+            for k in loose:
+                alive = [w() for w in refs[k]]
+                if all(t is not None for t in alive):
+                    vals[k] = refill(shapes[k], iter(alive))  # held elsewhere: it may still be read
+                else:
+                    br.skeletons[k] = shapes[k]
+                    br.cache.drop(k)
 
 
 class _ReuseHook(Hook):
@@ -146,17 +178,16 @@ class _ReuseHook(Hook):
 
     def model_call(self, call_next: Callable, args: tuple, kwargs: dict) -> Any:
         s = self.session
-        key = signature_key(args, kwargs)
-        if not s.needs_lineage(key):
+        s.lineage = s.lineage_for(args, kwargs)
+        if s.lineage is None:
             return call_next(args, kwargs)
-        s.lineage = Lineage()
         try:
             with s.lineage:
                 out = call_next(args, kwargs)
             reads = s.lineage.finish(out)
         finally:
             s.lineage = None
-        s.hooked.lineage[key] = reads
+        s.hooked.lineage[signature_key(args, kwargs)] = reads
         s.reads = live_reads(reads, s.skippable)
         s.strategy.prune()
         return out
@@ -168,6 +199,7 @@ class _ReuseHook(Hook):
         s.lineage.enter_unit(unit.index, args, kwargs)
         out = s.strategy.unit_call(unit, call_next, args, kwargs)
         s.lineage.exit_unit(unit.index, out)
+        s.note_reads(unit.index)
         return out
 
     def reset_state(self) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 __all__ = ["first_tensor", "slice_rows", "merge_rows", "take_rows", "rate", "extrapolate", "nbytes", "skeleton",
-           "placeholder"]
+           "placeholder", "refill"]
 
 
 def first_tensor(x: Any) -> torch.Tensor | None:
@@ -96,6 +96,15 @@ def placeholder(sk: Any) -> Any:
         return torch.zeros(sk.shape, dtype=sk.dtype, device=sk.device)
     if isinstance(sk, (tuple, list)):
         return type(sk)(placeholder(v) for v in sk)
+    return sk
+
+
+def refill(sk: Any, tensors) -> Any:
+    """Rebuild a structure from its skeleton, taking its tensors in order from the iterator `tensors`."""
+    if isinstance(sk, _Meta):
+        return next(tensors)
+    if isinstance(sk, (tuple, list)):
+        return type(sk)(refill(v, tensors) for v in sk)
     return sk
 
 
