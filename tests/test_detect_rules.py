@@ -143,10 +143,14 @@ def test_registered_restores_the_registry_and_explicit_wins():
     with pytest.raises(UnsupportedModelError):
         find_adapter(net)
     assert describe(net, probe=lambda: _call(net))["source"] == "automatic"
+    detected = detect(net, probe=lambda: _call(net))
+    assert describe(net, detected)["lists"] == ["transformer_blocks", "single_transformer_blocks"]
+    assert describe(net, detected)["source"] == "automatic"
     mine = Adapter(units=("single_transformer_blocks",), reuse="residual", streams="x")
     with registered(JointNet, mine) as got:
         assert got is mine and find_adapter(net) is mine
         info = describe(net)
+        assert describe(net, detected)["source"] == "automatic"  # not the registered one
         assert info == {"source": "explicit", "lists": ["single_transformer_blocks"], "reuse": "residual",
                         "streams": {"single_transformer_blocks": "x"}, "units": 2, "timestep": "timestep"}
         with registered(JointNet, units=["transformer_blocks"], reuse="output"):
@@ -170,3 +174,12 @@ def test_list_streams_validation_and_nested_paths():
 
     layout = resolve_layout(Outer(), Adapter(units=("inner.blocks",), reuse="residual", streams="x"))
     assert [spec for _, spec in layout] == ["x"] * 3 and all(isinstance(u, Single) for u, _ in layout)
+
+
+def test_describe_a_builtin_adapter_is_explicit():
+    from models import build
+
+    info = describe(build("flux"))
+    assert info["source"] == "explicit" and info["reuse"] == "residual"
+    assert info["streams"] == {p: ["encoder_hidden_states", "hidden_states"]
+                               for p in ("transformer_blocks", "single_transformer_blocks")}

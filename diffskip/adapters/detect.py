@@ -62,16 +62,22 @@ def detect(model: nn.Module, probe: Callable[[], Any] | None = None) -> Adapter:
                    list_streams=tuple((p, s) for p, s in specs[1:] if s != first), unbatched=tuple(sorted(unbatched)))
 
 
-def describe(model: nn.Module, probe: Callable[[], Any] | None = None) -> dict:
-    """Return what diffskip would cache on a model, JSON-ready: source, lists, reuse, streams, units."""
+def describe(model: nn.Module, adapter: Adapter | None = None, probe: Callable[[], Any] | None = None) -> dict:
+    """Return what diffskip caches on a model, JSON-ready: source, lists, reuse, streams, units, timestep.
+
+    `adapter` None: the registered adapter ("explicit"), else `detect(model, probe)` ("automatic"). A given
+    adapter is "explicit" when it is the one registered for the model's class, else "automatic".
+    """
     try:
-        adapter, source = find_adapter(model), "explicit"
+        found: Adapter | None = find_adapter(model)
     except UnsupportedModelError:
-        adapter, source = detect(model, probe), "automatic"
-    streams = {p: (s if isinstance(s, str) or s is None else list(s))
+        found = None
+    adapter = adapter or found or detect(model, probe)
+    streams = {p: (s if isinstance(s, str) else list(s))
                for p in adapter.units if (s := adapter.streams_of(p)) is not None}
-    return {"source": source, "lists": list(adapter.units), "reuse": adapter.reuse, "streams": streams,
-            "units": len(resolve_layout(model, adapter)), "timestep": adapter.timestep}
+    return {"source": "explicit" if adapter == found else "automatic", "lists": list(adapter.units),
+            "reuse": adapter.reuse, "streams": streams, "units": len(resolve_layout(model, adapter)),
+            "timestep": adapter.timestep}
 
 
 def _refuse(model: nn.Module, reason: str, units: tuple, timestep: str | None,
