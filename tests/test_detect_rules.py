@@ -183,3 +183,35 @@ def test_describe_a_builtin_adapter_is_explicit():
     assert info["source"] == "explicit" and info["reuse"] == "residual"
     assert info["streams"] == {p: ["encoder_hidden_states", "hidden_states"]
                                for p in ("transformer_blocks", "single_transformer_blocks")}
+
+
+class Widen(nn.Module):
+    def forward(self, x):
+        return torch.cat([x, x], -1)
+
+
+def test_lists_run_twice_or_without_a_stream_are_left_out_not_refused():
+    class Mixed(JointNet):
+        def __init__(self):
+            super().__init__()
+            self.text_blocks = nn.ModuleList(Widen() for _ in range(2))
+
+        def forward(self, hidden_states, timestep, encoder_hidden_states):
+            for blk in self.text_blocks:  # outputs that continue no input of theirs (they widen)
+                encoder_hidden_states = blk(encoder_hidden_states)[..., :4]
+            rotary = torch.ones(7, 2)
+            for blk in self.transformer_blocks:
+                enc, hidden_states = blk(hidden_states, encoder_hidden_states, rotary)
+                encoder_hidden_states = enc if enc is not None else encoder_hidden_states
+            for _ in range(2):  # a sub-network run twice per call: not a chain of steps to cache
+                for blk in self.unused_blocks:
+                    hidden_states = blk(hidden_states)
+            return hidden_states
+
+    net = Mixed()
+    adapter = detect(net, probe=lambda: _call(net))
+    assert adapter.units == ("transformer_blocks",)
+    net.transformer_blocks = nn.ModuleList()
+    with pytest.raises(UnsupportedModelError, match=r"unused_blocks ran \[2, 2\] times in one call, not once each "
+                                                    r"in order; the outputs of text_blocks's blocks match none"):
+        detect(net, probe=lambda: _call(net))

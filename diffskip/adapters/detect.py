@@ -6,12 +6,13 @@ of a block continues which input (its residual stream) is read from one probing 
 that *is* output k of block i; else the one input of block i with that output's shape; else none (replayed
 as cached). UNets (down/mid/up blocks, 2-D and 3-D) reuse each layer's output, DeepCache style. Refiner
 lists (noise_refiner, context_refiner, token refiners) run once per call before the main list and are not
-cached. Explicit registered adapters win over detection (`find_adapter` first).
+cached; nor is a list that runs more than once per call or whose outputs continue no input. Explicit registered adapters win over detection (`find_adapter` first).
 """
 from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 import re
 import textwrap
 from typing import Any, Callable
@@ -22,6 +23,7 @@ from torch import nn
 from .base import Adapter, Spec, UnsupportedModelError, find_adapter, resolve_layout
 
 __all__ = ["detect", "describe"]
+logger = logging.getLogger(__name__)
 
 _LIST_NAME = re.compile(r"(blocks|layers)$")
 _TIMESTEPS = ("timestep", "timesteps", "t", "sigma", "sigmas")
@@ -48,15 +50,27 @@ def detect(model: nn.Module, probe: Callable[[], Any] | None = None) -> Adapter:
     lists = [(p, m) for p, m in _candidates(model) if "refiner" not in p]
     if not lists:
         raise _refuse(model, "it has no ModuleList of repeated blocks named *blocks or *layers", (), timestep)
-    if probe is None:
-        return _static(model, lists, timestep)
+    return _static(model, lists, timestep) if probe is None else _probed(model, lists, probe, timestep)
+
+
+def _probed(model: nn.Module, lists: list[tuple[str, nn.ModuleList]], probe: Callable[[], Any],
+            timestep: str) -> Adapter:
+    """Run the probe once; keep the lists it ran once each in order whose outputs continue inputs."""
     calls = _record(model, lists, probe)
-    ran = _ran(model, lists, calls, timestep)
+    why: list[str] = []  # lists left out (not cached) and why
     specs, unbatched = [], set()
-    for path, blocks in ran:
+    for path, blocks in _ran(lists, calls, why):
         spec, unb = _streams(model, path, [calls[id(b)][0] for b in blocks], timestep)
+        if spec is None:
+            why.append(f"the outputs of {path}'s blocks match none of their inputs")
+            continue
         specs.append((path, spec))
         unbatched |= unb
+    if not specs:
+        raise _refuse(model, "; ".join(why) or f"the probing call ran none of {[p for p, _ in lists]}",
+                      tuple(p for p, _ in lists), timestep)
+    for reason in why:
+        logger.info("%s: not cached: %s", type(model).__name__, reason)
     first = specs[0][1]
     return Adapter(units=tuple(p for p, _ in specs), reuse="residual", streams=first, timestep=timestep,
                    list_streams=tuple((p, s) for p, s in specs[1:] if s != first), unbatched=tuple(sorted(unbatched)))
@@ -191,25 +205,23 @@ def _record(model: nn.Module, lists: list[tuple[str, nn.ModuleList]], probe: Cal
     return calls
 
 
-def _ran(model: nn.Module, lists: list, calls: dict, timestep: str) -> list[tuple[str, nn.ModuleList]]:
-    """Return the lists the probe ran, each block once and in order, sorted by when they ran."""
+def _ran(lists: list, calls: dict, why: list[str]) -> list[tuple[str, nn.ModuleList]]:
+    """Return the lists the probe ran, each block once and in order, sorted by when they ran; note the others."""
     ran = []
     for path, blocks in lists:
         counts = [len(calls.get(id(b), ())) for b in blocks]
         if not any(counts):
             continue  # the forward does not run this list
         orders = [calls[id(b)][0][0] for b in blocks] if set(counts) == {1} else []
-        if orders != sorted(orders) or not orders:
-            raise _refuse(model, f"the blocks of {path} ran {counts} times in one call, not once each in order",
-                          tuple(p for p, _ in lists), timestep)
+        if not orders or orders != sorted(orders):
+            why.append(f"the blocks of {path} ran {counts} times in one call, not once each in order")
+            continue
         ran.append((orders[0], path, blocks))
-    if not ran:
-        raise _refuse(model, f"the probing call ran none of {[p for p, _ in lists]}", (), timestep)
     return [(path, blocks) for _, path, blocks in sorted(ran, key=lambda r: r[0])]
 
 
-def _streams(model: nn.Module, path: str, recs: list[Record], timestep: str) -> tuple[Spec, set[str]]:
-    """Return one list's stream spec and its unbatched arguments from its blocks' recorded calls."""
+def _streams(model: nn.Module, path: str, recs: list[Record], timestep: str) -> tuple[Spec | None, set[str]]:
+    """Return one list's stream spec (None: no output continues an input) and its unbatched arguments."""
     single = all(isinstance(r[2], torch.Tensor) for r in recs)
     outs = [(r[2],) if single else r[2] for r in recs]
     ins = [r[1] for r in recs]
@@ -221,9 +233,11 @@ def _streams(model: nn.Module, path: str, recs: list[Record], timestep: str) -> 
         if name is None:
             names[k] = _same_shape(model, path, outs, ins, k, {n for n in names if n}, timestep)
     taken = [n for n in names if n]
-    if not taken or len(set(taken)) != len(taken):
-        raise _refuse(model, f"the outputs of {path}'s blocks match inputs {names}: no residual stream, or one "
-                             f"input twice", (path,), timestep)
+    if not taken:
+        return None, set()
+    if len(set(taken)) != len(taken):
+        raise _refuse(model, f"the outputs of {path}'s blocks match inputs {names}: one input twice", (path,),
+                      timestep)
     spec: Spec = names[0] if single else tuple(names)
     return spec, _unbatched(ins[0], ins[0][taken[0]].shape[0], set(taken))
 
