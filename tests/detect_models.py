@@ -19,6 +19,7 @@ def _t(t: float) -> torch.Tensor:
 
 
 # class name -> (config, inputs(t) -> forward kwargs). Widths 8-32, 1-3 blocks per list, 2-3 frames for video.
+# t falls from 1000 to 0; each input passes it as the class's pipeline does (Lumina 2 and Z-Image: 1 - t / 1000).
 SPECS: dict[str, tuple[dict, object]] = {
     "WanTransformer3DModel": (
         dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
@@ -69,12 +70,12 @@ SPECS: dict[str, tuple[dict, object]] = {
         dict(sample_size=8, patch_size=2, in_channels=4, hidden_size=16, num_layers=3, num_refiner_layers=1,
              num_attention_heads=2, num_kv_heads=1, multiple_of=8, axes_dim_rope=(4, 2, 2), axes_lens=(32, 32, 32),
              cap_feat_dim=16),
-        lambda t: dict(hidden_states=_r(B, 4, 8, 8), timestep=_t(t / 1000), encoder_hidden_states=_r(B, 6, 16),
+        lambda t: dict(hidden_states=_r(B, 4, 8, 8), timestep=_t(1 - t / 1000), encoder_hidden_states=_r(B, 6, 16),
                        encoder_attention_mask=torch.ones(B, 6, dtype=torch.bool))),
     "ZImageTransformer2DModel": (
         dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=4, dim=16, n_layers=3, n_refiner_layers=1,
              n_heads=2, n_kv_heads=2, cap_feat_dim=16, axes_dims=[2, 2, 4], axes_lens=[64, 32, 32]),
-        lambda t: dict(x=[_r(4, 1, 8, 8, seed=i) for i in range(B)], t=_t(t / 1000),
+        lambda t: dict(x=[_r(4, 1, 8, 8, seed=i) for i in range(B)], t=_t(1 - t / 1000),
                        cap_feats=[_r(6, 16, seed=i) for i in range(B)])),
 }
 

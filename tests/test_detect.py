@@ -1,6 +1,8 @@
 """Automatic adapters: block lists and streams detected on tiny diffusers denoisers that have no adapter."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -37,12 +39,15 @@ EXPECTED = {
 # when the engine learns it, these pass and the mark must go.
 _PER_UNIT = "engine: one Streams for every unit; needs each unit's own spec from adapters.resolve_layout"
 _UNIT_BATCH = "engine: unit batch != denoiser batch (video UNet layers see B*frames; Z-Image takes a list)"
+_RISING = "engine: honour Adapter.rising (the clock reads a rising timestep reversed)"
 ENGINE_GAPS = {
     "Flux2Transformer2DModel": (_PER_UNIT, AttributeError),
     "HiDreamImageTransformer2DModel": (_PER_UNIT, AttributeError),
     "UNet3DConditionModel": (_UNIT_BATCH, SessionError),
-    "ZImageTransformer2DModel": (_UNIT_BATCH, SessionError),
+    "Lumina2Transformer2DModel": (_RISING, AssertionError),
+    "ZImageTransformer2DModel": (f"{_RISING}; {_UNIT_BATCH}", (AssertionError, SessionError)),
 }
+RISING = ("Lumina2Transformer2DModel", "ZImageTransformer2DModel")  # explicit: detection cannot see the direction
 
 
 def _engine_case(name: str):
@@ -69,9 +74,12 @@ def _leaf_counter(model: nn.Module, adapter: Adapter) -> list[int]:
 @pytest.mark.parametrize("name", list(SPECS))
 def test_detected_lists_and_streams(name):
     model = build(name)
-    with pytest.raises(UnsupportedModelError):
-        find_adapter(model)  # no explicit adapter: detection is what makes it run
     adapter = detect(model, probe=lambda: model(**inputs(name, 900.0)))
+    if name in RISING:  # the explicit adapter is what detection finds, plus the timestep's direction
+        assert find_adapter(model) == dataclasses.replace(adapter, rising=True)
+    else:
+        with pytest.raises(UnsupportedModelError):
+            find_adapter(model)  # no explicit adapter: detection is what makes it run
     units, streams, per_list = EXPECTED[name]
     assert adapter.units == units
     assert (adapter.streams if adapter.reuse == "residual" else None) == streams
@@ -83,7 +91,7 @@ def test_detected_lists_and_streams(name):
 @pytest.mark.parametrize("name", [_engine_case(n) for n in SPECS])
 def test_detected_adapter_never_is_bit_exact_and_interval_computes_less(name):
     model = build(name)
-    adapter = detect(model, probe=lambda: model(**inputs(name, 900.0)))
+    adapter = find_adapter(model) if name in RISING else detect(model, probe=lambda: model(**inputs(name, 900.0)))
     base = _denoise(model, name)
     count = _leaf_counter(model, adapter)
     with registered(type(model), adapter):

@@ -39,6 +39,8 @@ class Adapter:
             resnets[0], attentions[0], resnets[1], ..., then their down/upsampler). A unit without them stays whole.
         list_streams: ((entry of units, streams), ...): the streams of the units of that entry where they differ
             from `streams` (FLUX.2: double blocks return two streams, single blocks one); a dict is accepted.
+        rising: the timestep rises during sampling (0 = noise, 1 = clean: the Lumina, Lumina 2, Z-Image and
+            Ideogram 4 pipelines pass 1 - t / 1000), so the step clock reads it reversed.
     """
 
     units: tuple[str, ...]
@@ -50,6 +52,7 @@ class Adapter:
     unbatched: tuple[str, ...] = field(default=())
     layers: tuple[tuple[str, ...], ...] = field(default=())
     list_streams: tuple[tuple[str, Spec], ...] = field(default=())
+    rising: bool = False
 
     def __post_init__(self) -> None:
         if self.reuse not in ("output", "residual"):
