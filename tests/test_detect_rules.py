@@ -215,3 +215,22 @@ def test_lists_run_twice_or_without_a_stream_are_left_out_not_refused():
     with pytest.raises(UnsupportedModelError, match=r"unused_blocks ran \[2, 2\] times in one call, not once each "
                                                     r"in order; the outputs of text_blocks's blocks match none"):
         detect(net, probe=lambda: _call(net))
+
+
+def test_nested_lists_only_when_the_model_has_no_top_level_list():
+    class Wrapped(nn.Module):
+        def __init__(self, top: bool):
+            super().__init__()
+            self.embed = nn.Module()
+            self.embed.layers = nn.ModuleList(Single() for _ in range(2))  # an embedding MLP, nested
+            if top:
+                self.blocks = nn.ModuleList(Single() for _ in range(2))
+
+        def forward(self, x, t):
+            for m in [*self.embed.layers, *getattr(self, "blocks", [])]:
+                x = m(x)
+            return x
+
+    run = lambda net: detect(net, probe=lambda: net(torch.randn(2, 3, 4), 1.0))  # noqa: E731
+    assert run(Wrapped(top=True)).units == ("blocks",)
+    assert run(Wrapped(top=False)).units == ("embed.layers",)

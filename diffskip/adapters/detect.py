@@ -1,7 +1,8 @@
 """Automatic adapters: a denoiser's block lists and their residual streams, from its signatures and one call.
 
-A block list is a `ModuleList` of blocks of one class whose name ends in "blocks" or "layers", at any depth,
-not inside another block list, that the model's forward runs once per call, block after block. Which output
+A block list is a `ModuleList` of blocks of one class whose name ends in "blocks" or "layers", an attribute of
+the model (at any depth only when the model has none: Chroma's guidance MLP `layers` are not blocks), not
+inside another block list, that the model's forward runs once per call, block after block. Which output
 of a block continues which input (its residual stream) is read from one probing call: the input of block i+1
 that *is* output k of block i; else the one input of block i with that output's shape; else none (replayed
 as cached). UNets (down/mid/up blocks, 2-D and 3-D) reuse each layer's output, DeepCache style. Refiner
@@ -48,6 +49,7 @@ def detect(model: nn.Module, probe: Callable[[], Any] | None = None) -> Adapter:
     if _is_unet(model):
         return _unet(model, timestep)
     lists = [(p, m) for p, m in _candidates(model) if "refiner" not in p]
+    lists = [(p, m) for p, m in lists if "." not in p] or lists  # nested lists (embedders) only when no top-level
     if not lists:
         raise _refuse(model, "it has no ModuleList of repeated blocks named *blocks or *layers", (), timestep)
     return _static(model, lists, timestep) if probe is None else _probed(model, lists, probe, timestep)
