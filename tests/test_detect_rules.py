@@ -234,3 +234,14 @@ def test_nested_lists_only_when_the_model_has_no_top_level_list():
     run = lambda net: detect(net, probe=lambda: net(torch.randn(2, 3, 4), 1.0))  # noqa: E731
     assert run(Wrapped(top=True)).units == ("blocks",)
     assert run(Wrapped(top=False)).units == ("embed.layers",)
+
+
+def test_blocks_compiled_with_fullgraph_are_probed_eagerly_and_stay_compiled():
+    net = JointNet()
+    blocks = [*net.transformer_blocks, *net.single_transformer_blocks]
+    for b in blocks:
+        b.compile(fullgraph=True, backend="eager")  # tracing the recording hooks would be refused
+    compiled = [b.__dict__["_compiled_call_impl"] for b in blocks]
+    adapter = detect(net, probe=lambda: _call(net))
+    assert adapter.units == ("transformer_blocks", "single_transformer_blocks")
+    assert [b.__dict__["_compiled_call_impl"] for b in blocks] == compiled

@@ -31,6 +31,7 @@ _TIMESTEPS = ("timestep", "timesteps", "t", "sigma", "sigmas")
 _STREAM_NAMES = ("hidden_states", "x", "hidden", "img", "sample")  # first block argument, for static detection
 _UNET_LAYERS = ("resnets", "temp_convs", "attentions", "temp_attentions", "motion_modules")  # execution order
 _RESAMPLERS = ("downsamplers", "upsamplers")
+_COMPILED = "_compiled_call_impl"  # where Module.compile() puts a block's compiled callable
 
 Record = list  # [call order, named inputs, output] of one block call
 
@@ -182,10 +183,14 @@ def _named(sig: inspect.Signature, args: tuple, kwargs: dict) -> dict[str, Any]:
 
 
 def _record(model: nn.Module, lists: list[tuple[str, nn.ModuleList]], probe: Callable[[], Any]) -> dict[int, list]:
-    """Run `probe()` once with hooks on every candidate block; return id(block) -> its call records."""
+    """Run `probe()` once with hooks on every candidate block; return id(block) -> its call records.
+
+    Blocks the user compiled run eagerly during the probe (their compiled callable is set aside and put back),
+    so the recording hooks are never traced (fullgraph=True would refuse their side effects).
+    """
     calls: dict[int, list[Record]] = {}
     order = itertools.count()
-    handles = []
+    handles, compiled = [], []
     for _, blocks in lists:
         for block in blocks:
             sig = inspect.signature(block.forward)
@@ -198,12 +203,17 @@ def _record(model: nn.Module, lists: list[tuple[str, nn.ModuleList]], probe: Cal
 
             handles += [block.register_forward_pre_hook(pre, with_kwargs=True),
                         block.register_forward_hook(post, with_kwargs=True)]
+            if block.__dict__.get(_COMPILED) is not None:
+                compiled.append((block, block.__dict__[_COMPILED]))
+                object.__setattr__(block, _COMPILED, None)
     try:
         with torch.no_grad():
             probe()
     finally:
         for handle in handles:
             handle.remove()
+        for block, fn in compiled:
+            object.__setattr__(block, _COMPILED, fn)
     return calls
 
 
