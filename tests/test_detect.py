@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import diffskip
-from diffskip.adapters import Adapter, UnsupportedModelError, describe, detect, find_adapter, registered
+from diffskip.adapters import Adapter, UnsupportedModelError, detect, find_adapter, registered
 from diffskip.engine.hooks import hooked
 from diffskip.errors import SessionError
 from detect_models import SPECS, build, inputs, output
