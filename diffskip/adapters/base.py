@@ -124,7 +124,7 @@ def _slice(part: str, path: str) -> slice:
         return slice(*(int(v) if v else None for v in part.split(":"))) if ":" in part else slice(int(part),
                                                                                                  int(part) + 1 or None)
     except ValueError:
-        raise UnsupportedModelError(f"adapter unit path {path!r}: {part!r} is not '*', an index or a slice "
+        raise UnsupportedModelError(f"adapter unit path {path!r}: {part!r} is not '*', a name, an index or a slice "
                                     f"like '1:' or ':-1'.") from None
 
 
