@@ -116,7 +116,8 @@ def find_adapter(model: nn.Module) -> Adapter:
     raise UnsupportedModelError(
         f"no diffskip adapter for {_key(type(model))}; supported: {sorted(_REGISTRY)}. Its ModuleLists are "
         f"{lists or 'none'}. Register one, e.g. diffskip.register({type(model).__name__}, "
-        f"units=({(lists or ['blocks'])[0]!r},), reuse='residual', streams='hidden_states').")
+        f"units=({(lists or ['blocks'])[0]!r},), reuse='residual', streams='hidden_states'), or detect it: "
+        f"diffskip.adapters.detect(model, probe=lambda: model(**inputs)).")
 
 
 def _slice(part: str, path: str) -> slice:
