@@ -22,6 +22,14 @@ from coverage_models import CASES, OUT_OF_SCOPE, enumerated, in_scope
 
 ROWS: dict[str, dict] = {}
 
+# Classes whose inputs build and run but whose caching fails today, with why (the row records the actual error).
+KNOWN_GAPS: dict[str, str] = {}
+
+
+def _params(cases: list[Case]) -> list:
+    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=KNOWN_GAPS[c.id], strict=False)]
+                         if c.id in KNOWN_GAPS else []) for c in cases]
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _write_support():
@@ -85,7 +93,7 @@ def test_table_lists_every_enumerated_class_once():
     assert len({c.id for c in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", _params(CASES))
 def test_class(case: Case):
     if case.reason:
         _row(case, reason=case.reason)
@@ -99,6 +107,16 @@ def test_class(case: Case):
     except UnsupportedModelError as e:
         row["reason"] = f"no adapter: {str(e).splitlines()[0][:160]}"
         pytest.xfail(row["reason"])
+    try:
+        _check_caching(model, adapter, case, plain)
+    except Exception as e:  # recorded as the row's reason, then reported (a known gap is an xfail below)
+        row["reason"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        raise
+    row.update(covered=True, adapter=_describe(model, adapter, source, len(resolve_units(model, adapter))))
+
+
+def _check_caching(model: nn.Module, adapter, case: Case, plain: list[torch.Tensor]) -> None:
+    """Never bitwise, interval:every=2 runs fewer leaf calls and stays finite, detach restores bitwise."""
     units = resolve_units(model, adapter)
     count, handles = _leaf_counter(units)
     diffskip.attach(model, adapter)
@@ -116,10 +134,9 @@ def test_class(case: Case):
     assert 0 < count[0] < full, f"interval:every=2 ran {count[0]} leaf calls, never ran {full}"
     assert s.stats.reused > 0 and all(torch.isfinite(x).all() for x in fast)
     assert _same(plain, run_steps(model, case)), "detach must restore the plain model"
-    row.update(covered=True, adapter=_describe(model, adapter, source, len(units)))
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.compile], ids=lambda c: c.id)
+@pytest.mark.parametrize("case", _params([c for c in CASES if c.compile]))
 def test_compiled_units_keep_working(case: Case):
     model = build(case)
     plain = run_steps(model, case)
