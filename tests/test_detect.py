@@ -110,3 +110,19 @@ def test_detected_adapter_never_is_bit_exact_and_interval_computes_less(name):
     assert s0.stats.reused == 0 and s2.stats.reused > 0
     assert 0 < fewer < full and s2.stats.flops_fraction < 1.0
     assert all(torch.isfinite(x).all() for x in fast) and not all(torch.equal(a, b) for a, b in zip(base, fast))
+
+
+@pytest.mark.parametrize("kind", ["unet-sd", "unet2d", "dit", "pixart", "sd3", "flux", "sana"])
+def test_detection_reproduces_the_explicit_adapters(kind):
+    import models
+
+    model = models.build(kind)
+    x, kw = models.inputs(kind, 2)
+    arg = "sample" if kind.startswith("unet") else "hidden_states"
+    ts = torch.full((2,), 0.9 if kind == "flux" else 900.0)
+    found = detect(model, probe=lambda: model(**{arg: x}, timestep=ts, return_dict=False, **kw))
+    explicit = find_adapter(model)
+    if kind.startswith("unet"):  # these tiny UNets end in an UpBlock2D (no attention): detection keeps its one
+        assert found.tail == 1 and not hasattr(model.up_blocks[-1], "attentions")  # its resnet; explicit: two
+        found = dataclasses.replace(found, tail=explicit.tail)
+    assert found == explicit
