@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import diffskip
+from diffskip.adapters import Adapter, registered
 from diffskip.errors import UnsupportedModelError
 from diffskip.engine.hooks import hooked
 from models import KINDS, build, denoise
@@ -81,9 +82,12 @@ class ToyNet(nn.Module):
         return h
 
 
+TOY = Adapter(units=("blocks",), reuse="residual", timestep="t")  # ToyNet's adapter (attach(net, TOY))
+
+
 def test_register_custom_model_in_a_few_lines():
-    diffskip.register(ToyNet, units=["blocks"], reuse="residual", timestep="t")
-    net = diffskip.attach(ToyNet())
+    with registered(ToyNet, units=["blocks"], reuse="residual", timestep="t"):
+        net = diffskip.attach(ToyNet())
     x = torch.randn(2, 3, 8)
     with diffskip.session(net, "interval:every=2,final=0") as s:
         for t in (900.0, 600.0, 300.0, 100.0):
@@ -94,9 +98,8 @@ def test_register_custom_model_in_a_few_lines():
 
 @pytest.mark.parametrize("inplace", [False, True])
 def test_inplace_block_residual_is_right_and_reuse_fires(inplace):
-    diffskip.register(ToyNet, units=["blocks"], reuse="residual", timestep="t")
     torch.manual_seed(0)
-    net = diffskip.attach(ToyNet(inplace=inplace))
+    net = diffskip.attach(ToyNet(inplace=inplace), TOY)
     x = torch.randn(2, 3, 8)
     with torch.no_grad(), diffskip.session(net, diffskip.Interval(every=2, head=1, final=0)) as s:
         full0 = net(x.clone(), 900.0)
@@ -122,11 +125,10 @@ def test_unknown_model_error_names_modulelists_and_how_to_register():
 
 
 def test_adapter_units_must_exist():
-    diffskip.register("tests:Odd", units=("nope",), reuse="output")
-
     class Odd(nn.Module):
         pass
 
     Odd.__module__ = "tests.x"
-    with pytest.raises(UnsupportedModelError, match="no attribute 'nope'"):
+    with registered("tests:Odd", units=("nope",), reuse="output"), \
+            pytest.raises(UnsupportedModelError, match="no attribute 'nope'"):
         diffskip.attach(Odd())

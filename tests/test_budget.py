@@ -8,13 +8,12 @@ import diffskip
 from diffskip.engine.planner import Planner
 from diffskip.errors import PolicyError
 from diffskip.policies import StepInfo
-from test_adapters import ToyNet
+from test_adapters import TOY, ToyNet
 
 
 def _attach(depth: int):
-    diffskip.register(ToyNet, units=["blocks"], reuse="residual", timestep="t")
     torch.manual_seed(0)
-    return diffskip.attach(ToyNet(depth=depth))
+    return diffskip.attach(ToyNet(depth=depth), TOY)
 
 
 def _steps_computed(spec: str, n: int, units: int = 4) -> list[bool]:

@@ -9,7 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import diffskip
 from diffskip.engine.hooks import hooked
 from diffskip.testing import tiny_pipeline
-from test_adapters import ToyNet
+from test_adapters import TOY, ToyNet
 
 
 def run(kind, pipe, steps=6):
@@ -76,8 +76,7 @@ def test_whole_compiled_denoiser_breaks_at_units_and_stays_right(kind):
 
 @pytest.mark.parametrize("in_place", [True, False])
 def test_whole_compiled_toy_denoiser_stays_exact_and_counts(in_place):
-    diffskip.register(ToyNet, units=["blocks"], reuse="residual", timestep="t")
-    net = diffskip.attach(ToyNet(depth=4))
+    net = diffskip.attach(ToyNet(depth=4), TOY)
     x = torch.randn(2, 3, 8)
     with torch.no_grad(), diffskip.session(net, "interval:every=2,final=0") as s:
         expected = [net(x, t) for t in (900.0, 800.0, 700.0)]
@@ -110,8 +109,7 @@ class HostReads(TorchDispatchMode):
 @pytest.mark.parametrize("spec,per_step", [("interval:every=2", 0), ("uniform:speedup=2", 0), ("mask:steps=101101", 0),
                                            ("never", 0), ("threshold:threshold=0.05", 1)])
 def test_plans_read_the_device_at_most_once_per_step(spec, per_step):
-    diffskip.register(ToyNet, units=["blocks"], reuse="residual", timestep="t")
-    net = diffskip.attach(ToyNet(depth=5))
+    net = diffskip.attach(ToyNet(depth=5), TOY)
     x = torch.randn(4, 3, 8)
     reads = []
     with torch.no_grad(), diffskip.session(net, spec, num_steps=6, count_flops=False) as s:

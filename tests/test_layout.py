@@ -15,7 +15,7 @@ import torch
 import diffskip
 from diffskip import assets, comfy
 from diffskip.policies import POLICIES, Policy, StepInfo
-from test_adapters import ToyNet
+from test_adapters import TOY, ToyNet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,8 +70,7 @@ def test_a_users_policy_parses_prints_back_runs_and_is_a_comfyui_node():
 def _check_user_policy(EveryOtherLate):
     p = diffskip.parse("every_other_late:after=3")
     assert p == EveryOtherLate(after=3) and str(p) == "every_other_late:after=3"
-    diffskip.register(ToyNet, units=["blocks"], reuse="residual", timestep="t")
-    net = diffskip.attach(ToyNet(depth=3))
+    net = diffskip.attach(ToyNet(depth=3), TOY)
     with diffskip.session(net, p, num_steps=5) as s:
         for t in (900.0, 800.0, 700.0, 600.0, 500.0):  # steps 0-2 compute, 3 reuses, 4 computes
             net(torch.randn(1, 3, 8), t)

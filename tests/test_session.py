@@ -6,13 +6,13 @@ import torch
 
 import diffskip
 from models import build, denoise, inputs, stacked_inputs
-from test_adapters import ToyNet
+from diffskip.adapters import Adapter
+from test_adapters import TOY, ToyNet
 
 
 def _toy(depth=5):
-    diffskip.register(ToyNet, units=["blocks"], reuse="residual", timestep="t")
     torch.manual_seed(0)
-    return diffskip.attach(ToyNet(depth=depth))
+    return diffskip.attach(ToyNet(depth=depth), TOY)
 
 
 def test_threshold_recomputes_only_the_fast_changing_sample():
@@ -162,9 +162,8 @@ class DriftNet(torch.nn.Module):
 
 @pytest.mark.parametrize("mode", ["interval:every=3", "threshold:threshold=0.3,max_streak=2"])
 def test_forecast_extrapolates_exactly_where_the_cached_value_is_linear_in_the_step(mode):
-    diffskip.register(DriftNet, units=["blocks"], reuse="residual", streams="x", timestep="t")
     torch.manual_seed(0)
-    net = diffskip.attach(DriftNet())
+    net = diffskip.attach(DriftNet(), Adapter(units=("blocks",), reuse="residual", streams="x", timestep="t"))
     x, ts = torch.randn(2, 8), [900.0 - 100 * k for k in range(8)]
     with torch.no_grad():
         with diffskip.session(net, mode + ",forecast=0,final=0") as plain:
@@ -200,9 +199,8 @@ class _RowPlan(diffskip.Policy):
 def test_forecast_with_per_sample_plans_extrapolates_from_computed_values_only(reuse):
     # regression: in output mode the replayed rows' forecast was stored as their cache, so the next step
     # extrapolated the forecast again and the error compounded (threshold+forecast at 50 steps: 14 dB)
-    diffskip.register(DriftNet, units=["blocks"], reuse=reuse, streams="x", timestep="t")
     torch.manual_seed(0)
-    net = diffskip.attach(DriftNet())
+    net = diffskip.attach(DriftNet(), Adapter(units=("blocks",), reuse=reuse, streams="x", timestep="t"))
     x, ts = torch.randn(2, 8), [900.0 - 100 * k for k in range(9)]
     with torch.no_grad():
         with diffskip.session(net, _RowPlan(head=0, tail=0, forecast=1, final=0)) as s:

@@ -1,15 +1,18 @@
 """The Adapter dataclass, the registry keyed "package:Class", and unit resolution."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Iterator, Literal, Union
 
 from torch import nn
 
 from ..errors import UnsupportedModelError
 
-__all__ = ["Adapter", "register", "find_adapter", "resolve_units", "UnsupportedModelError"]
+__all__ = ["Adapter", "register", "registered", "find_adapter", "resolve_units", "resolve_layout",
+           "UnsupportedModelError"]
 
+Spec = Union[str, tuple[Union[str, None], ...]]  # a unit's residual streams (see Adapter.streams)
 _REGISTRY: dict[str, Adapter] = {}
 
 
@@ -34,6 +37,10 @@ class Adapter:
         layers: expand each unit into its layers (finer granularity): groups of child ModuleList names; the
             lists of a group interleave by index, groups follow in order (diffusers UNet blocks run
             resnets[0], attentions[0], resnets[1], ..., then their down/upsampler). A unit without them stays whole.
+        list_streams: ((entry of units, streams), ...): the streams of the units of that entry where they differ
+            from `streams` (FLUX.2: double blocks return two streams, single blocks one); a dict is accepted.
+        rising: the timestep rises during sampling (0 = noise, 1 = clean: the Lumina, Lumina 2, Z-Image and
+            Ideogram 4 pipelines pass 1 - t / 1000), so the step clock reads it reversed.
     """
 
     units: tuple[str, ...]
@@ -44,12 +51,32 @@ class Adapter:
     timestep: str = "timestep"
     unbatched: tuple[str, ...] = field(default=())
     layers: tuple[tuple[str, ...], ...] = field(default=())
+    list_streams: tuple[tuple[str, Spec], ...] = field(default=())
+    rising: bool = False
 
     def __post_init__(self) -> None:
         if self.reuse not in ("output", "residual"):
             raise ValueError(f"Adapter.reuse={self.reuse!r} is invalid; allowed: 'output' or 'residual'.")
         if not self.units or isinstance(self.units, str):
             raise ValueError(f"Adapter.units={self.units!r} must be a non-empty tuple of attribute names.")
+        pairs = self.list_streams.items() if isinstance(self.list_streams, dict) else self.list_streams
+        pairs = tuple((path, _spec(spec)) for path, spec in pairs)  # frozen and hashable: lists become tuples
+        object.__setattr__(self, "streams", _spec(self.streams))
+        object.__setattr__(self, "list_streams", pairs)
+        unknown = [path for path, _ in pairs if path not in self.units]
+        if unknown:
+            raise ValueError(f"Adapter.list_streams names {unknown}, which are not entries of units={self.units}; "
+                             f"key each stream spec by one of those entries.")
+
+    def streams_of(self, entry: str) -> Spec | None:
+        """Return the residual streams of the units of one `units` entry (None for output reuse)."""
+        if self.reuse != "residual":
+            return None
+        return dict(self.list_streams).get(entry, self.streams)
+
+
+def _spec(spec: Spec | list) -> Spec:
+    return spec if isinstance(spec, str) else tuple(spec)
 
 
 def _key(cls: type) -> str:
@@ -66,6 +93,20 @@ def register(model_cls: type | str, adapter: Adapter | None = None, **fields) ->
     return adapter
 
 
+@contextlib.contextmanager
+def registered(model_cls: type | str, adapter: Adapter | None = None, **fields) -> Iterator[Adapter]:
+    """Register an adapter for the duration of a `with` block, then restore what the registry held (tests)."""
+    key = model_cls if isinstance(model_cls, str) else _key(model_cls)
+    before = _REGISTRY.get(key)
+    try:
+        yield register(model_cls, adapter, **fields)
+    finally:
+        if before is None:
+            _REGISTRY.pop(key, None)
+        else:
+            _REGISTRY[key] = before
+
+
 def find_adapter(model: nn.Module) -> Adapter:
     """Return the adapter registered for the model's class or its nearest registered base class."""
     for cls in type(model).__mro__:
@@ -75,7 +116,8 @@ def find_adapter(model: nn.Module) -> Adapter:
     raise UnsupportedModelError(
         f"no diffskip adapter for {_key(type(model))}; supported: {sorted(_REGISTRY)}. Its ModuleLists are "
         f"{lists or 'none'}. Register one, e.g. diffskip.register({type(model).__name__}, "
-        f"units=({(lists or ['blocks'])[0]!r},), reuse='residual', streams='hidden_states').")
+        f"units=({(lists or ['blocks'])[0]!r},), reuse='residual', streams='hidden_states'), or detect it: "
+        f"diffskip.adapters.detect(model, probe=lambda: model(**inputs)).")
 
 
 def _slice(part: str, path: str) -> slice:
@@ -83,28 +125,35 @@ def _slice(part: str, path: str) -> slice:
         return slice(*(int(v) if v else None for v in part.split(":"))) if ":" in part else slice(int(part),
                                                                                                  int(part) + 1 or None)
     except ValueError:
-        raise UnsupportedModelError(f"adapter unit path {path!r}: {part!r} is not '*', an index or a slice "
+        raise UnsupportedModelError(f"adapter unit path {path!r}: {part!r} is not '*', a name, an index or a slice "
                                     f"like '1:' or ':-1'.") from None
 
 
 def resolve_units(model: nn.Module, adapter: Adapter) -> list[nn.Module]:
     """Return the model's cacheable units in execution order."""
-    units: list[nn.Module] = []
-    for path in adapter.units:
-        name, *rest = path.split(".")
-        if not hasattr(model, name):
-            raise UnsupportedModelError(f"{type(model).__name__} has no attribute {name!r} named by its adapter "
-                                        f"units={adapter.units}; fix the adapter's units.")
-        item = getattr(model, name)
-        if item is None:
-            continue
-        found = list(item) if isinstance(item, nn.ModuleList) else [item]
-        for part in rest:  # "blocks.1:.*": slice the list, then expand each module into its children
-            found = [c for m in found for c in m.children()] if part == "*" else found[_slice(part, path)]
-        units.extend(found)
-    if not units:
-        raise UnsupportedModelError(f"{type(model).__name__}: adapter units={adapter.units} found no modules.")
-    return [layer for unit in units for layer in _layers(unit, adapter.layers)] if adapter.layers else units
+    return [unit for unit, _ in resolve_layout(model, adapter)]
+
+
+def _entry(model: nn.Module, adapter: Adapter, path: str) -> list[nn.Module]:
+    """Return the modules one `units` entry names ("blocks", "transformer.blocks", "input_blocks.1:.*")."""
+    name, *rest = path.split(".")
+    if not hasattr(model, name):
+        raise UnsupportedModelError(f"{type(model).__name__} has no attribute {name!r} named by its adapter "
+                                    f"units={adapter.units}; fix the adapter's units.")
+    found = [getattr(model, name)]
+    for part in rest:  # "blocks.1:.*": slice the list, expand each module into its children, or go deeper
+        found = [c for m in found for c in _items(m)]
+        if part == "*":
+            found = [c for m in found for c in m.children()]
+        elif part.isidentifier():
+            found = [getattr(m, part, None) for m in found]
+        else:
+            found = found[_slice(part, path)]
+    return [c for m in found for c in _items(m)]
+
+
+def _items(m: nn.Module | None) -> list[nn.Module]:
+    return [] if m is None else list(m) if isinstance(m, nn.ModuleList) else [m]
 
 
 def _layers(unit: nn.Module, groups: tuple[tuple[str, ...], ...]) -> list[nn.Module]:
@@ -117,8 +166,14 @@ def _layers(unit: nn.Module, groups: tuple[tuple[str, ...], ...]) -> list[nn.Mod
     return out or [unit]
 
 
-
-def resolve_layout(model: nn.Module, adapter: Adapter) -> list[tuple[nn.Module, str | tuple[str | None, ...] | None]]:
+def resolve_layout(model: nn.Module, adapter: Adapter) -> list[tuple[nn.Module, Spec | None]]:
     """Return each cacheable unit with its residual stream spec (None for output reuse), in execution order."""
-    streams = adapter.streams if adapter.reuse == "residual" else None
-    return [(unit, streams) for unit in resolve_units(model, adapter)]
+    units: list[tuple[nn.Module, Spec | None]] = []
+    for path in adapter.units:
+        spec = adapter.streams_of(path)
+        units.extend((unit, spec) for unit in _entry(model, adapter, path))
+    if not units:
+        raise UnsupportedModelError(f"{type(model).__name__}: adapter units={adapter.units} found no modules.")
+    if adapter.layers:
+        return [(layer, spec) for unit, spec in units for layer in _layers(unit, adapter.layers)]
+    return units

@@ -25,3 +25,13 @@ register("diffusers:SD3Transformer2DModel",
 register("diffusers:FluxTransformer2DModel",
          Adapter(units=("transformer_blocks", "single_transformer_blocks"), reuse="residual",
                  streams=("encoder_hidden_states", "hidden_states"), unbatched=("image_rotary_emb",)))
+
+# Single-list DiTs whose pipelines pass a rising timestep (1 - t / 1000: 0 is noise). Detection finds their
+# `layers` (the noise/context refiners run once per call and stay live) but cannot tell the direction from
+# one call, so these are explicit.
+_RISING = Adapter(units=("layers",), reuse="residual", streams="hidden_states", rising=True)
+register("diffusers:LuminaNextDiT2DModel", _RISING)
+register("diffusers:Lumina2Transformer2DModel", _RISING)
+register("diffusers:Ideogram4Transformer2DModel", _RISING)
+register("diffusers:ZImageTransformer2DModel",
+         Adapter(units=("layers",), reuse="residual", streams="x", timestep="t", rising=True))

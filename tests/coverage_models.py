@@ -1,0 +1,45 @@
+"""The coverage table: every image/video denoiser class diffusers exports, as data (tiny config + input builder).
+
+Rows live in coverage_video.py, coverage_image.py, coverage_unet.py and coverage_more.py; this module joins them,
+lists the classes that are out of scope with the reason, and enumerates diffusers the way issue #20 does.
+"""
+from __future__ import annotations
+
+import diffusers
+
+import coverage_image
+import coverage_more
+import coverage_unet
+import coverage_video
+from coverage_base import Case
+
+__all__ = ["CASES", "OUT_OF_SCOPE", "NAMED_EXTRA", "enumerated", "in_scope"]
+
+CASES: list[Case] = coverage_video.CASES + coverage_image.CASES + coverage_unet.CASES + coverage_more.CASES
+
+OUT_OF_SCOPE = {
+    "AceStepTransformer1DModel": "audio (1-D music DiT)",
+    "AudioLDM2UNet2DConditionModel": "audio (spectrogram UNet with two text streams)",
+    "MiniMaxMusic3Transformer1DModel": "audio (1-D music transformer)",
+    "StableAudioDiTModel": "audio (1-D DiT)",
+    "StableAudio3DiTModel": "audio (1-D DiT)",
+    "UNet1DModel": "1-D (trajectories / audio)",
+    "HunyuanDiT2DControlNetModel": "ControlNet branch, not a denoiser",
+    "HunyuanDiT2DMultiControlNetModel": "ControlNet branch, not a denoiser",
+    "UNetControlNetXSModel": "ControlNet-XS (UNet fused with a control branch)",
+    "TransformerTemporalModel": "a temporal layer used inside video UNets, not a denoiser",
+}
+
+# Denoisers the issue names whose class name escapes the enumeration filter (no "Model" suffix).
+NAMED_EXTRA = ("I2VGenXLUNet",)
+
+
+def enumerated() -> list[str]:
+    """Return diffusers' exported denoiser classes by issue #20's rule, plus the named extras."""
+    names = [n for n in dir(diffusers) if n.endswith("Model") and ("Transformer" in n or "UNet" in n or "DiT" in n)]
+    return sorted(set(names) | set(NAMED_EXTRA))
+
+
+def in_scope() -> list[str]:
+    """Return the enumerated classes that are image or video denoisers."""
+    return [n for n in enumerated() if n not in OUT_OF_SCOPE]
