@@ -10,7 +10,6 @@ from torch import nn
 import diffskip
 from diffskip.adapters import Adapter, UnsupportedModelError, detect, find_adapter, registered
 from diffskip.engine.hooks import hooked
-from diffskip.errors import SessionError
 from detect_models import SPECS, build, inputs, output
 
 STEPS = (900.0, 750.0, 600.0, 450.0, 300.0, 150.0)
@@ -35,25 +34,11 @@ EXPECTED = {
 }
 
 
-# Engine gaps (detection is right, the engine of today cannot run the layout; see NOTES-detect.md). Strict:
-# when the engine learns it, these pass and the mark must go.
-_PER_UNIT = "engine: one Streams for every unit; needs each unit's own spec from adapters.resolve_layout"
-_UNIT_BATCH = "engine: unit batch != denoiser batch (video UNet layers see B*frames; Z-Image takes a list)"
-_RISING = "engine: honour Adapter.rising (the clock reads a rising timestep reversed)"
-ENGINE_GAPS = {
-    "Flux2Transformer2DModel": (_PER_UNIT, AttributeError),
-    "HiDreamImageTransformer2DModel": (_PER_UNIT, AttributeError),
-    "UNet3DConditionModel": (_UNIT_BATCH, SessionError),
-    "Lumina2Transformer2DModel": (_RISING, AssertionError),
-    "ZImageTransformer2DModel": (f"{_RISING}; {_UNIT_BATCH}", (AssertionError, SessionError)),
-}
 RISING = ("Lumina2Transformer2DModel", "ZImageTransformer2DModel")  # explicit: detection cannot see the direction
 
 
 def _engine_case(name: str):
-    gap = ENGINE_GAPS.get(name)
-    return name if gap is None else pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=gap[1],
-                                                                              reason=gap[0]))
+    return name  # the engine runs every detected layout: per-unit streams, unit batches, rising timesteps
 
 
 def _denoise(model: nn.Module, name: str) -> list[torch.Tensor]:

@@ -10,7 +10,7 @@ from . import comfy as _comfy  # noqa: F401  (ComfyUI's model classes, by key; i
 from . import diffusers as _diffusers  # noqa: F401  (registers the built-in adapters)
 from .base import (Adapter, UnsupportedModelError, find_adapter, register, registered, resolve_layout,
                    resolve_units)
-from .detect import describe, detect
+from .detect import describe, detect, detect_static
 
 __all__ = ["Adapter", "register", "registered", "find_adapter", "resolve_units", "resolve_layout", "detect",
-           "describe", "UnsupportedModelError"]
+           "detect_static", "describe", "UnsupportedModelError"]

@@ -23,7 +23,7 @@ from torch import nn
 
 from .base import Adapter, Spec, UnsupportedModelError, find_adapter, resolve_layout
 
-__all__ = ["detect", "describe"]
+__all__ = ["detect", "describe", "detect_static"]
 logger = logging.getLogger(__name__)
 
 _LIST_NAME = re.compile(r"(blocks|layers)$")
@@ -288,3 +288,18 @@ def _leaves(x: Any) -> list[torch.Tensor]:
     if isinstance(x, torch.Tensor):
         return [x]
     return [t for v in x for t in _leaves(v)] if isinstance(x, (tuple, list)) else []
+
+
+def detect_static(model: nn.Module) -> Adapter | None:
+    """Return the registered or statically detected adapter; None when only a probing call can tell; else raise."""
+    try:
+        return find_adapter(model)
+    except UnsupportedModelError:
+        pass
+    try:
+        return detect(model)
+    except UnsupportedModelError:
+        _timestep(model)  # no timestep argument, or no block list at all: a probe cannot help, raise now
+        if not [p for p, _ in _candidates(model) if "refiner" not in p]:
+            raise
+        return None

@@ -78,10 +78,14 @@ class Chain:
     def get(self, name: str) -> Hook | None:
         return next((h for h in self.hooks if h.name == name), None)
 
-    def run_model(self, inner: Callable, args: tuple, kwargs: dict, timestep: float, batch: int) -> Any:
-        """Run one denoiser call: tick the clock, tell every hook, pass through their model wrappers."""
+    def run_model(self, inner: Callable, args: tuple, kwargs: dict, timestep: float, batch: int,
+                  rising: bool = False) -> Any:
+        """Run one denoiser call: tick the clock, tell every hook, pass through their model wrappers.
+
+        `rising`: the model's timestep grows during sampling (0 = noise), so the clock reads it reversed.
+        """
         c = next((h.clock for h in self.hooks if h.clock is not None), self.clock)
-        new_run = c.tick(timestep)
+        new_run = c.tick(-timestep if rising else timestep)
         self.call = CallInfo(timestep, c.run, c.step, c.branch, new_run, batch)
         self.inner = inner
         hooks = list(self.hooks)

@@ -21,11 +21,10 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from ..adapters import Adapter, find_adapter, resolve_layout
+from ..adapters import Adapter, detect, detect_static, resolve_layout
 from ..errors import SessionError
 from .chain import Chain, Hook, PerThread
 from .clock import read_timestep
-from .tensors import first_tensor
 
 __all__ = ["attach", "detach", "hooked", "activate", "Hooked", "Unit", "Hook"]
 logger = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ class _Slot:
 class Hooked:
     """What attach() installed on one model: adapter, units, slots, owners and each thread's hook chain."""
 
-    def __init__(self, model: nn.Module, adapter: Adapter):
+    def __init__(self, model: nn.Module, adapter: Adapter | None):
         self.model = model
         self.adapter = adapter
         self.units: list[Unit] = []
@@ -99,6 +98,7 @@ class Hooked:
         self.active = 0  # threads with an active chain on this model
         self.lock = threading.Lock()
         self.forwards: list[tuple[nn.Module, bool, Any, Callable]] = []  # module, had own, it, trampoline
+        self.model_slot: _Slot | None = None
 
     @property
     def chain(self) -> Chain | None:
@@ -117,12 +117,14 @@ class Hooked:
             if unit.slot.rearm():
                 logger.info("unit %d of %s was compiled after attach(); its compiled call now runs inside diffskip",
                             unit.index, type(self.model).__name__)
-        self.slots[-1].rearm()  # the model's own slot
+        self.model_slot.rearm()
 
 
 def attach(model: nn.Module, adapter: Adapter | None = None) -> nn.Module:
     """Install diffskip's call slots on the model and its units; inert until a session is active.
 
+    A model with no registered adapter is detected (diffskip.adapters.detect): statically when its structure
+    is unambiguous, else from its first call (plain, so a session active then sees the call run again).
     Attaching an attached model only counts one more owner; each owner detaches on its own.
     """
     h = model.__dict__.get(_ATTR)
@@ -132,8 +134,33 @@ def attach(model: nn.Module, adapter: Adapter | None = None) -> nn.Module:
                                f"call diffskip.detach(model) first.")
         h.owners += 1
         return model
-    h = Hooked(model, adapter or find_adapter(model))
-    for i, (module, streams) in enumerate(resolve_layout(model, h.adapter)):
+    h = Hooked(model, adapter or detect_static(model))
+    if h.adapter is not None:
+        _install_units(h)
+
+    def make_model(slot: _Slot) -> Callable:
+        def model_call(*args, **kwargs):
+            if h.adapter is None:  # the first call of a model detection needs to see run
+                out = _detect_on(h, slot, args, kwargs)
+                if h.local.chain is None:
+                    return out
+            chain = h.local.chain
+            if chain is None:
+                return slot.inner(*args, **kwargs)
+            t = read_timestep(args, kwargs, h.adapter.timestep, h.timestep_index)
+            return chain.run_model(slot.inner, args, kwargs, t, _batch(args, kwargs), h.adapter.rising)
+        return model_call
+
+    h.model_slot = _Slot(model, make_model)
+    h.slots.append(h.model_slot)
+    h.owners = 1
+    model.__dict__[_ATTR] = h
+    return model
+
+
+def _install_units(h: Hooked) -> None:
+    """Put diffskip's slot on every unit the adapter names, and note where the timestep argument is."""
+    for i, (module, streams) in enumerate(resolve_layout(h.model, h.adapter)):
         def make_unit(slot: _Slot, i: int = i) -> Callable:
             def unit_call(*args, **kwargs):
                 local = h.local
@@ -150,25 +177,30 @@ def attach(model: nn.Module, adapter: Adapter | None = None) -> nn.Module:
         h.slots.append(slot)
         h.units.append(Unit(i, module, inspect.signature(module.forward), slot, streams))
         _trampoline(h, module, slot)
-
-    def make_model(slot: _Slot) -> Callable:
-        def model_call(*args, **kwargs):
-            chain = h.local.chain
-            if chain is None:
-                return slot.inner(*args, **kwargs)
-            t = read_timestep(args, kwargs, h.adapter.timestep, h.timestep_index)
-            x = first_tensor((args, kwargs))
-            if x is None:
-                raise TypeError("the denoiser was called without any tensor argument")
-            return chain.run_model(slot.inner, args, kwargs, t, x.shape[0] if x.dim() else 1)
-        return model_call
-
-    h.slots.append(_Slot(model, make_model))
-    params = list(inspect.signature(model.forward).parameters)
+    params = list(inspect.signature(h.model.forward).parameters)
     h.timestep_index = params.index(h.adapter.timestep) if h.adapter.timestep in params else None
-    h.owners = 1
-    model.__dict__[_ATTR] = h
-    return model
+
+
+def _detect_on(h: Hooked, slot: _Slot, args: tuple, kwargs: dict) -> Any:
+    """Detect the model's adapter from this call (run plain), install its units; return the call's output."""
+    out: list = []
+    with h.lock:
+        if h.adapter is None:
+            adapter = detect(h.model, probe=lambda: out.append(slot.inner(*args, **kwargs)))
+            logger.info("%s: detected %s", type(h.model).__name__, adapter)
+            h.adapter = adapter
+            _install_units(h)
+    return out[0] if out else slot.inner(*args, **kwargs)
+
+
+def _batch(args: tuple, kwargs: dict) -> int:
+    """Return the call's batch: the leading size of its first tensor, or the length of a list of tensors."""
+    for v in (*args, *kwargs.values()):
+        if isinstance(v, torch.Tensor):
+            return v.shape[0] if v.dim() else 1
+        if isinstance(v, (list, tuple)) and v and all(isinstance(e, torch.Tensor) for e in v):
+            return len(v)
+    raise TypeError("the denoiser was called without any tensor argument")
 
 
 def _trampoline(h: Hooked, module: nn.Module, slot: _Slot) -> None:

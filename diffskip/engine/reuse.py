@@ -46,6 +46,9 @@ class PerUnit:
             return out
         c = s.call
         decision = s.planner.for_step(s.branch.plan, c.run, c.step, s.num_steps, s.batch)[i - s.head]
+        self.unit_batch = first_tensor(bound.arguments).shape[0]
+        if isinstance(decision, tuple) and self.unit_batch != s.batch:  # rows are frames or tokens here: a
+            decision = True  # per-sample decision cannot be sliced, so every row computes (never a wrong replay)
         return self.decide(unit, call_next, bound, decision)
 
     def compute(self, unit, call_next: Callable, bound, rows: int) -> tuple[Any, Any]:
@@ -60,9 +63,9 @@ class PerUnit:
 
     def check_batch(self, i: int, key: Any) -> None:
         entry = self.s.branch.cache.get(key)
-        if entry is not None and first_tensor(entry).shape[0] != self.s.batch:
-            raise SessionError(f"unit {i}: cached batch {first_tensor(entry).shape[0]} != call batch {self.s.batch} "
-                               f"within one run; start a new session for a new batch size.")
+        if entry is not None and first_tensor(entry).shape[0] != self.unit_batch:
+            raise SessionError(f"unit {i}: cached batch {first_tensor(entry).shape[0]} != call batch "
+                               f"{self.unit_batch} within one run; start a new session for a new batch size.")
 
     def decide(self, unit, call_next: Callable, bound, decision) -> Any:
         s, i, cache = self.s, unit.index, self.s.branch.cache

@@ -75,22 +75,18 @@ class Session:
         self.policy = parse(policy)
         _check_steps(num_steps)
         self.hooked = h
-        n = len(h.units)
-        self.head, self.tail = resolve_span(self.policy, h.adapter, n, type(h.model).__name__)
-        self.skippable = range(self.head, n - self.tail)
-        self.num_units = len(self.skippable)
         if self.policy.final and self.policy.reuses and num_steps is None:
             raise PolicyError(f"{self.policy}: final={self.policy.final} computes the last steps fully, so the "
                               f"session needs the run's step count: pass num_steps=N to diffskip.session(), "
                               f"or set final=0 in the policy.")
         self._num_steps = num_steps
         self.num_steps: int | None = None
-        self.streams = {u.index: Streams(u.streams) for u in h.units if u.streams is not None}
-        self.planner = Planner(self.policy, self.num_units)
-        self.strategy = strategy_for(self)
         self.meter = FlopMeter(h.flops, count_flops)
         self.history: list[Stats] = []
-        self.stats = Stats(num_units=n, skippable=self.num_units)
+        self.stats = Stats(num_units=0, skippable=0)
+        self.bound = False
+        if h.adapter is not None:  # else the model's first call detects its units, and binds then
+            self.bind()
         self.branches: dict[int, Branch] = {}
         self.branch = Branch(self.policy.forecast)  # the current call's branch
         self.call: CallInfo | None = None
@@ -99,6 +95,19 @@ class Session:
         self.lineage: Lineage | None = None  # active during the call that measures which outputs live code reads
         self.reads: frozenset[int] | None = None  # skippable units whose outputs live units read
         self.hooks = (_ReuseHook(self), _MeterHook(self))
+
+    def bind(self) -> None:
+        """Resolve the policy against the model's units: the span that always computes, streams, the planner."""
+        h = self.hooked
+        n = len(h.units)
+        self.head, self.tail = resolve_span(self.policy, h.adapter, n, type(h.model).__name__)
+        self.skippable = range(self.head, n - self.tail)
+        self.num_units = len(self.skippable)
+        self.streams = {u.index: Streams(u.streams) for u in h.units if u.streams is not None}
+        self.planner = Planner(self.policy, self.num_units)
+        self.strategy = strategy_for(self)
+        self.stats = Stats(num_units=n, skippable=self.num_units)
+        self.bound = True
 
     @property
     def step(self) -> int:
@@ -111,6 +120,8 @@ class Session:
 
     def begin(self, call: CallInfo) -> None:
         """A denoiser call begins: new run bookkeeping, the branch, the call record."""
+        if not self.bound:
+            self.bind()
         if call.new_run:
             if self.stats.calls:
                 self.history.append(self.stats)
