@@ -18,6 +18,7 @@ from diffskip.errors import UnsupportedModelError
 import fake_comfy as fc
 import fake_comfy_models as fcm
 from diffskip import comfy as dc
+from diffskip.comfy.nodes import NONE, node_defaults
 from diffskip.policies import POLICIES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,13 +41,13 @@ def test_one_node_per_policy_with_inputs_generated_from_the_dataclass():
         assert list(spec)[0] == "model" and set(spec) - {"model"} == set(fields)
         for name, (kind, opts) in list(spec.items())[1:]:
             f = fields[name]
-            default = f.metadata.get("node_default", f.default)  # Mask: cycle=1, so the default runs at any count
-            assert opts["default"] == (dc.NONE if default is None else default)
+            default = node_defaults(cls)[name]  # the dataclass's, or the node's own (Mask, Profile)
+            assert opts["default"] == (NONE if default is None else default)
             assert opts["tooltip"].startswith(f.metadata["tooltip"])
             lo, hi = f.metadata["range"]
             if kind != "STRING":
                 optional = type(None) in typing.get_args(typing.get_type_hints(cls)[name])
-                assert opts["max"] == hi and opts["min"] == (dc.NONE if optional else lo)
+                assert opts["max"] == hi and opts["min"] == (NONE if optional else lo)
     interval = dc.NODE_CLASS_MAPPINGS["DiffSkipInterval"].INPUT_TYPES()["required"]
     assert interval["every"] == ("INT", {"default": 3, "tooltip": interval["every"][1]["tooltip"], "min": 1,
                                          "max": 1000, "step": 1})
@@ -121,7 +122,7 @@ def test_chained_nodes_compose_with_other_wrappers_and_the_later_policy_wins():
     fc.sample(second)
     assert seen == [6]  # the foreign wrapper ran
     st2 = dc.last_stats(second)
-    assert str(dc._run_of(second).policy) == "uniform:speedup=3.0"
+    assert str(dc.policy_of(second)) == "uniform:speedup=3.0"
     assert st2.computed == diffskip.Uniform(speedup=3.0).budget(6, 14) * 2
     fc.sample(first)  # the earlier clone keeps its own policy
     assert (dc.last_stats(first).computed, dc.last_stats(first).reused) == (4 * 14 * 2, 2 * 14 * 2)  # 0, 2, 4, 5
