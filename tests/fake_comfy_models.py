@@ -125,7 +125,8 @@ class DoubleStreamBlock(nn.Module):
         self.img, self.txt, self.mod = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, 2 * d)
         self.inplace = inplace
 
-    def forward(self, img, txt, vec, pe, attn_mask=None, transformer_options={}):
+    def forward(self, img, txt, vec, pe, attn_mask=None, modulation_dims_img=None, modulation_dims_txt=None,
+                transformer_options={}):
         a, b = self.mod(F.silu(vec))[:, None].chunk(2, -1)
         joint = torch.cat([txt, img], 1).mean(1, keepdim=True) + pe.mean()
         di, dt = torch.tanh(self.img(img + joint)) * (1 + a) * 0.3, torch.tanh(self.txt(txt + joint)) * (1 + b) * 0.3
@@ -141,7 +142,7 @@ class SingleStreamBlock(nn.Module):
         super().__init__()
         self.lin = nn.Linear(d, d)
 
-    def forward(self, x, vec, pe, attn_mask=None, transformer_options={}):
+    def forward(self, x, vec, pe, attn_mask=None, modulation_dims=None, transformer_options={}):
         x += torch.tanh(self.lin(x + vec[:, None])) * 0.3
         return x
 
@@ -156,6 +157,9 @@ class Flux(nn.Module):
         self.double_blocks = nn.ModuleList(DoubleStreamBlock(d, inplace) for _ in range(double))
         self.single_blocks = nn.ModuleList(SingleStreamBlock(d) for _ in range(single))
         self.d = d
+
+    def conds(self, batch: int, g: torch.Generator) -> dict:
+        return {"y": torch.randn(batch, 8, generator=g)}
 
     def forward(self, x, timestep, context, y=None, guidance=None, control=None, transformer_options={}, **kw):
         b, c, h, w = x.shape
