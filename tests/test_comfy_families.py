@@ -8,7 +8,7 @@ import torch
 
 import fake_comfy as fc
 from diffskip import comfy as dc
-from diffskip.adapters import find_adapter, resolve_units
+from diffskip.adapters import UnsupportedModelError, find_adapter, resolve_units
 
 FAMILIES = sorted(fc.FAMILIES)
 
@@ -88,3 +88,16 @@ def test_the_refiners_and_single_stream_blocks_stay_live():
                 next(block.children()).register_forward_hook(lambda m, a, o: runs.append(1))
         fc.sample(_node("DiffSkipInterval", p, every=3))
         assert len(runs) == 6 * sum(len(getattr(net, name)) for name in live)  # every step, whatever the policy
+
+
+def test_cosmos1_general_dit_is_refused_with_the_register_line():
+    class GeneralDIT(torch.nn.Module):  # comfy/ldm/cosmos/model.py: blocks in a ModuleDict, (T, H, W, B, D) layout
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleDict({f"block{i}": torch.nn.Linear(4, 4) for i in range(3)})
+
+    GeneralDIT.__module__ = "comfy.ldm.cosmos.model"
+    p = fc.patcher("wan")
+    p.model.diffusion_model = GeneralDIT()
+    with pytest.raises(UnsupportedModelError, match=r"no diffskip adapter for comfy:GeneralDIT.*diffskip.register\("):
+        _node("DiffSkipInterval", p, every=3)
