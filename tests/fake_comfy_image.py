@@ -38,7 +38,8 @@ class QwenImageTransformerBlock(nn.Module):
         hidden_states = hidden_states + img_gate * _gate(self.attn, hidden_states * (1 + img_scale) + joint)
         encoder_hidden_states = encoder_hidden_states + txt_gate * _gate(self.attn, encoder_hidden_states + joint)
         hidden_states = torch.addcmul(hidden_states, img_gate, _gate(self.img_mlp, hidden_states))
-        encoder_hidden_states = torch.addcmul(encoder_hidden_states, txt_gate, _gate(self.txt_mlp, encoder_hidden_states))
+        encoder_hidden_states = torch.addcmul(encoder_hidden_states, txt_gate,
+                                              _gate(self.txt_mlp, encoder_hidden_states))
         return encoder_hidden_states, hidden_states  # (text, image): the order the source returns
 
 
@@ -87,7 +88,7 @@ class JointTransformerBlock(nn.Module):
 
 
 class NextDiT(nn.Module):
-    """forward(x, timesteps, context, num_tokens, ...): refiners once, then x = layer(x, mask, freqs_cis, adaln_input)."""
+    """forward(x, timesteps, context, num_tokens, ...): refiners once, then x = layer(x, mask, freqs, adaln_input)."""
 
     ctx = (5, 8)
 
@@ -95,7 +96,8 @@ class NextDiT(nn.Module):
         super().__init__()
         self.x_embedder, self.cap_embedder, self.t_embedder = nn.Linear(16, d), nn.Linear(8, d), nn.Linear(d, d)
         self.noise_refiner = nn.ModuleList(JointTransformerBlock(d) for _ in range(n_refiner_layers))
-        self.context_refiner = nn.ModuleList(JointTransformerBlock(d, modulation=False) for _ in range(n_refiner_layers))
+        self.context_refiner = nn.ModuleList(JointTransformerBlock(d, modulation=False)
+                                             for _ in range(n_refiner_layers))
         self.layers = nn.ModuleList(JointTransformerBlock(d) for _ in range(n_layers))
         self.final_layer, self.dim = nn.Linear(d, 16), d
 

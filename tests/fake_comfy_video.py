@@ -209,7 +209,8 @@ class AsymmDiTJoint(nn.Module):
 class Block(nn.Module):
     def __init__(self, d: int):
         super().__init__()
-        self.adaln_modulation_self_attn, self.self_attn, self.mlp = nn.Linear(d, 2 * d), nn.Linear(d, d), nn.Linear(d, d)
+        self.adaln_modulation_self_attn = nn.Linear(d, 2 * d)
+        self.self_attn, self.mlp = nn.Linear(d, d), nn.Linear(d, d)
 
     def forward(self, x_B_T_H_W_D, emb_B_T_D, crossattn_emb, rope_emb_L_1_1_D=None, adaln_lora_B_T_3D=None,
                 extra_per_block_pos_emb=None, transformer_options={}):
