@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fake_comfy_models import _emb
-from fake_comfy_video import _gate
+from fake_comfy_models import _emb, _gate
 
 
 def _pack(x: torch.Tensor) -> torch.Tensor:

@@ -9,74 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fake_comfy_models import DoubleStreamBlock, SingleStreamBlock, _emb
-
-
-def _gate(lin: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return torch.tanh(lin(x)) * 0.3
-
-
-def _patchify(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, T, H, W) -> (B, T*H/2*W/2, C*4) with 2x2 spatial patches."""
-    b, c, t, h, w = x.shape
-    return x.view(b, c, t, h // 2, 2, w // 2, 2).permute(0, 2, 3, 5, 1, 4, 6).reshape(b, t * h * w // 4, c * 4)
-
-
-def _unpatchify(x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    b, c, t, h, w = shape
-    return x.view(b, t, h // 2, w // 2, c, 2, 2).permute(0, 4, 1, 2, 5, 3, 6).reshape(shape)
-
-
-# -- Wan 2.x: comfy/ldm/wan/model.py (WanModel, WanAttentionBlock) -------------------------------------------
-def repeat_e(e: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-frame modulation to per-token (Wan 2.2 per-frame timesteps), as the source's repeat_e."""
-    return e if e.size(1) == 1 else torch.repeat_interleave(e, x.size(1) // e.size(1), dim=1)
-
-
-class WanAttentionBlock(nn.Module):
-    def __init__(self, d: int):
-        super().__init__()
-        self.self_attn, self.cross_attn, self.ffn = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
-        self.modulation = nn.Parameter(torch.randn(1, 6, d) * 0.1)
-
-    def forward(self, x, e, freqs, context, context_img_len=257, transformer_options={}):
-        e = (self.modulation.unsqueeze(0) + e).unbind(2)  # e: (B, 1 or frames, 6, D)
-        y = _gate(self.self_attn, F.layer_norm(x, x.shape[-1:]) * (1 + repeat_e(e[1], x)) + repeat_e(e[0], x) + freqs)
-        x = torch.addcmul(x, y, repeat_e(e[2], x))
-        x = x + _gate(self.cross_attn, x + context.mean(1, keepdim=True))
-        y = _gate(self.ffn, F.layer_norm(x, x.shape[-1:]) * (1 + repeat_e(e[4], x)) + repeat_e(e[3], x))
-        return torch.addcmul(x, y, repeat_e(e[5], x))
-
-
-class WanModel(nn.Module):
-    """forward(x, timestep, context, ...) -> _forward -> forward_orig: x = block(x, e=e0, freqs=..., context=...)."""
-
-    latent, ctx = (4, 3, 4, 4), (5, 8)
-
-    def __init__(self, d: int = 16, depth: int = 4):
-        super().__init__()
-        self.patch_embedding, self.text_embedding = nn.Linear(16, d), nn.Linear(8, d)
-        self.time_embedding, self.time_projection, self.head = nn.Linear(d, d), nn.Linear(d, 6 * d), nn.Linear(d, 16)
-        self.blocks = nn.ModuleList(WanAttentionBlock(d) for _ in range(depth))
-        self.dim = d
-
-    def forward(self, x, timestep, context, clip_fea=None, time_dim_concat=None, transformer_options={}, **kwargs):
-        return self._forward(x, timestep, context, clip_fea, time_dim_concat, transformer_options, **kwargs)
-
-    def _forward(self, x, timestep, context, clip_fea=None, time_dim_concat=None, transformer_options={}, **kwargs):
-        freqs = torch.linspace(-0.1, 0.1, x.shape[2] * x.shape[3] * x.shape[4] // 4)[None, :, None]
-        return self.forward_orig(x, timestep, context, clip_fea=clip_fea, freqs=freqs,
-                                 transformer_options=transformer_options, **kwargs)
-
-    def forward_orig(self, x, t, context, clip_fea=None, freqs=None, transformer_options={}, **kwargs):
-        shape, x = x.shape, self.patch_embedding(_patchify(x))
-        e = self.time_embedding(_emb(t.flatten() * 1000, self.dim)).reshape(t.shape[0], -1, self.dim)
-        e0 = self.time_projection(e).unflatten(2, (6, self.dim))  # (B, 1 or frames, 6, D)
-        context = self.text_embedding(context)
-        for block in self.blocks:
-            x = block(x, e=e0, freqs=freqs, context=context, context_img_len=None,
-                      transformer_options=transformer_options)
-        return _unpatchify(self.head(x + repeat_e(e, x)), shape)
+from fake_comfy_models import DoubleStreamBlock, SingleStreamBlock, _emb, _gate, _patchify, _unpatchify
+from fake_comfy_wan import WAN_FAMILIES
 
 
 # -- HunyuanVideo: comfy/ldm/hunyuan_video/model.py (Flux's DoubleStreamBlock / SingleStreamBlock) ----------
@@ -250,9 +184,9 @@ class MiniTrainDIT(nn.Module):
         return _unpatchify(self.final_layer(x_B_T_H_W_D).reshape(b, -1, 16), shape)
 
 
-VIDEO_FAMILIES = {"wan": (WanModel, True), "wan22-i2v": (WanModel, True), "hunyuan_video": (HunyuanVideo, True),
+VIDEO_FAMILIES = {**WAN_FAMILIES, "hunyuan_video": (HunyuanVideo, True),
                   "ltxv": (LTXVModel, True), "mochi": (AsymmDiTJoint, True), "cosmos_predict2": (MiniTrainDIT, True)}
-for _cls, _mod in ((WanModel, "wan.model"), (WanAttentionBlock, "wan.model"), (HunyuanVideo, "hunyuan_video.model"),
+for _cls, _mod in ((HunyuanVideo, "hunyuan_video.model"),
                    (LTXVModel, "lightricks.model"), (BasicTransformerBlock, "lightricks.model"),
                    (AsymmDiTJoint, "genmo.joint_model.asymm_models_joint"),
                    (AsymmetricJointBlock, "genmo.joint_model.asymm_models_joint"),

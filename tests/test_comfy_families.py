@@ -1,6 +1,6 @@
-"""ComfyUI's DiT families (Wan, HunyuanVideo, LTX-Video, Mochi, Cosmos Predict2, Qwen-Image, Lumina 2, HiDream,
-HunyuanDiT) through the policy nodes, on stand-ins that reproduce each family's call conventions from its
-ComfyUI source file (tests/fake_comfy_video.py, tests/fake_comfy_image.py)."""
+"""ComfyUI's DiT families (Wan with VACE, HunyuanVideo, LTX-Video, Mochi, Cosmos Predict2, Qwen-Image, Lumina 2,
+HiDream, HunyuanDiT) through the policy nodes, on stand-ins that reproduce each family's call conventions from its
+ComfyUI source file (tests/fake_comfy_wan.py, fake_comfy_video.py, fake_comfy_image.py)."""
 from __future__ import annotations
 
 import pytest
@@ -77,9 +77,9 @@ def test_wan22_image_to_video_per_frame_timesteps_advance_the_step_clock():
     assert st.steps == 6 and (st.computed, st.reused) == (3 * 3 * 2, 3 * 3 * 2)  # steps, not guidance passes
 
 
-def test_the_refiners_and_single_stream_blocks_stay_live():
+def test_the_refiners_single_stream_and_vace_blocks_stay_live():
     for kind, live in (("lumina2", ("noise_refiner", "context_refiner")), ("hidream", ("single_stream_blocks",)),
-                       ("hunyuan_video", ("single_blocks",))):
+                       ("hunyuan_video", ("single_blocks",)), ("wan_vace", ("vace_blocks",))):
         p = fc.patcher(kind)
         net = p.model.diffusion_model
         runs = []
