@@ -11,7 +11,11 @@ import copy
 import torch
 from torch import nn
 
+from fake_comfy_image import IMAGE_FAMILIES
 from fake_comfy_models import Flux, OpenAISignatureMMDITWrapper, PixArtMS, UNetModel
+from fake_comfy_video import VIDEO_FAMILIES
+
+FAMILIES = {**VIDEO_FAMILIES, **IMAGE_FAMILIES}
 
 OUTER_SAMPLE = "outer_sample"
 
@@ -69,8 +73,8 @@ class Guider:
     def __init__(self, model_patcher: ModelPatcher, cfg: float = 3.0):
         self.model_patcher, self.cfg = model_patcher, cfg
 
-    def sample(self, noise, cond, uncond, sigmas, y=None):
-        self._conds = (cond, uncond, y)
+    def sample(self, noise, cond, uncond, sigmas, extra=None):
+        self._conds = (cond, uncond, extra or {})
         wrappers = [w for ws in getattr(self.model_patcher, "wrappers", {}).get(OUTER_SAMPLE, {}).values() for w in ws]
         return Executor(self.outer_sample, self, wrappers).execute(noise, None, "euler", sigmas)
 
@@ -82,13 +86,12 @@ class Guider:
         return x
 
     def _denoise(self, x, sigma, sigmas):
-        cond, uncond, y = self._conds
+        cond, uncond, extra = self._conds
         opts = self.model_patcher.model_options
         to = dict(opts["transformer_options"], sigmas=sigma.reshape(1).repeat(2 * len(x)), sample_sigmas=sigmas,
                   cond_or_uncond=[0, 1])
         c = {"c_crossattn": torch.cat([cond, uncond]), "transformer_options": to}
-        if y is not None:
-            c["y"] = torch.cat([y, y])
+        c.update({k: torch.cat([v, v]) if isinstance(v, torch.Tensor) else v for k, v in extra.items()})
         inp, ts = torch.cat([x, x]), sigma.reshape(1).repeat(2 * len(x))
         base = self.model_patcher.model
         wrapper = opts.get("model_function_wrapper")
@@ -101,9 +104,9 @@ class Guider:
 class BaseModel(nn.Module):
     """BaseModel shape: apply_model(x, sigma, c_crossattn, ...) maps sigma to the model's timestep."""
 
-    def __init__(self, diffusion_model: nn.Module, flow: bool):
+    def __init__(self, diffusion_model: nn.Module, flow: bool, keep_first_frame: bool = False):
         super().__init__()
-        self.diffusion_model, self.flow = diffusion_model, flow
+        self.diffusion_model, self.flow, self.keep_first_frame = diffusion_model, flow, keep_first_frame
         betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
         self.log_sigmas = (((1 - torch.cumprod(1 - betas, 0)) / torch.cumprod(1 - betas, 0)) ** 0.5).log()
 
@@ -115,11 +118,19 @@ class BaseModel(nn.Module):
         w = (self.log_sigmas[lo] - sigma.double().log()) / (self.log_sigmas[lo] - self.log_sigmas[lo + 1])
         return (lo + w.clamp(0, 1)).float()
 
-    def apply_model(self, x, t, c_crossattn=None, transformer_options=None, y=None, **kw):
+    def process_timestep(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """WAN22.process_timestep (comfy/model_base.py) with an image-to-video denoise_mask: the kept first
+        frame gets timestep 0, the others t, one value per latent frame: shape (B, frames)."""
+        if not self.keep_first_frame:
+            return t
+        mask = torch.ones(x.shape[0], 1, x.shape[2], 1, 1)
+        mask[:, :, 0] = 0.0
+        return (mask * t.view(-1, 1, 1, 1, 1)).reshape(t.shape[0], -1)
+
+    def apply_model(self, x, t, c_crossattn=None, transformer_options=None, **extra):
         s = t.reshape(-1, *([1] * (x.dim() - 1)))
         xin = x if self.flow else x / (s ** 2 + 1) ** 0.5
-        extra = {"y": y} if y is not None else {}
-        out = self.diffusion_model(xin, self.timestep(t), context=c_crossattn,
+        out = self.diffusion_model(xin, self.process_timestep(self.timestep(t), x), context=c_crossattn,
                                    transformer_options=transformer_options or {}, **extra)
         return x - out * s
 
@@ -132,20 +143,26 @@ def sigmas(n: int, flow: bool) -> torch.Tensor:
     return torch.cat([(14.6 ** (1 / 7) + ramp * (0.03 ** (1 / 7) - 14.6 ** (1 / 7))) ** 7, torch.zeros(1)])
 
 
+# kind -> (stand-in, flow model sampling); the DiT families' stand-ins are in fake_comfy_video/_image.py
+KINDS = {"unet": (UNetModel, False), "flux": (Flux, True), "flux-outofplace": (lambda: Flux(inplace=False), True),
+         "pixart": (PixArtMS, False), "sd3": (OpenAISignatureMMDITWrapper, False), **FAMILIES}
+
+
 def patcher(kind: str, legacy: bool = False) -> ModelPatcher:
-    """Build a ModelPatcher over a seeded stand-in: 'unet' (SD), 'flux', 'flux-outofplace', 'pixart', 'sd3'."""
+    """Build a ModelPatcher over a seeded stand-in named in KINDS ('wan22-i2v': per-frame timesteps)."""
     torch.manual_seed(0)
-    net = {"unet": UNetModel, "flux": Flux, "pixart": PixArtMS, "sd3": OpenAISignatureMMDITWrapper,
-           "flux-outofplace": lambda: Flux(inplace=False)}[kind]().eval()
-    return (LegacyModelPatcher if legacy else ModelPatcher)(BaseModel(net, flow=kind.startswith("flux")))
+    make, flow = KINDS[kind]
+    net = make().eval()
+    return (LegacyModelPatcher if legacy else ModelPatcher)(BaseModel(net, flow, keep_first_frame=kind == "wan22-i2v"))
 
 
 def sample(p: ModelPatcher, steps: int = 6, batch: int = 1) -> torch.Tensor:
-    """Sample with CFG over fixed seeded inputs; returns the final latent."""
-    kind = type(p.model.diffusion_model).__name__
+    """Sample with CFG over fixed seeded inputs (the stand-in's latent, context and extra conds); final latent."""
+    net = p.model.diffusion_model
     g = torch.Generator().manual_seed(1)
-    noise = torch.randn(batch, 4, 8, 8, generator=g)
-    cond, uncond = torch.randn(batch, 5, 8, generator=g), torch.randn(batch, 5, 8, generator=g)
-    y = torch.randn(batch, 8, generator=g) if kind == "Flux" else None
+    noise = torch.randn(batch, *getattr(net, "latent", (4, 8, 8)), generator=g)
+    ctx = getattr(net, "ctx", (5, 8))
+    cond, uncond = torch.randn(batch, *ctx, generator=g), torch.randn(batch, *ctx, generator=g)
+    extra = net.conds(batch, g) if hasattr(net, "conds") else {}
     with torch.no_grad():
-        return Guider(p).sample(noise, cond, uncond, sigmas(steps, flow=kind == "Flux"), y=y)
+        return Guider(p).sample(noise, cond, uncond, sigmas(steps, flow=p.model.flow), extra)

@@ -2,7 +2,7 @@
 block's layers looped by the model itself, hs skip list), Flux (double blocks that update img/txt in place),
 PixArtMS (captions packed into one row) and SD3 (JointBlocks with a (*args, **kwargs) forward called
 positionally; the last one context-pre-only). Their __module__ is "comfy.ldm...", so the registry keys them
-"comfy:Class" like the real ones.
+"comfy:Class" like the real ones. The first helpers are shared by the DiT stand-ins (fake_comfy_wan/video/image).
 """
 from __future__ import annotations
 
@@ -11,6 +11,22 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def _gate(lin: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A bounded toy update: 0.3 * tanh(lin(x))."""
+    return torch.tanh(lin(x)) * 0.3
+
+
+def _patchify(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, T*H/2*W/2, C*4) with 2x2 spatial patches."""
+    b, c, t, h, w = x.shape
+    return x.view(b, c, t, h // 2, 2, w // 2, 2).permute(0, 2, 3, 5, 1, 4, 6).reshape(b, t * h * w // 4, c * 4)
+
+
+def _unpatchify(x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    b, c, t, h, w = shape
+    return x.view(b, t, h // 2, w // 2, c, 2, 2).permute(0, 4, 1, 2, 5, 3, 6).reshape(shape)
 
 
 # -- UNetModel stand-in --------------------------------------------------------------------------------------
@@ -125,7 +141,8 @@ class DoubleStreamBlock(nn.Module):
         self.img, self.txt, self.mod = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, 2 * d)
         self.inplace = inplace
 
-    def forward(self, img, txt, vec, pe, attn_mask=None, transformer_options={}):
+    def forward(self, img, txt, vec, pe, attn_mask=None, modulation_dims_img=None, modulation_dims_txt=None,
+                transformer_options={}):
         a, b = self.mod(F.silu(vec))[:, None].chunk(2, -1)
         joint = torch.cat([txt, img], 1).mean(1, keepdim=True) + pe.mean()
         di, dt = torch.tanh(self.img(img + joint)) * (1 + a) * 0.3, torch.tanh(self.txt(txt + joint)) * (1 + b) * 0.3
@@ -141,7 +158,7 @@ class SingleStreamBlock(nn.Module):
         super().__init__()
         self.lin = nn.Linear(d, d)
 
-    def forward(self, x, vec, pe, attn_mask=None, transformer_options={}):
+    def forward(self, x, vec, pe, attn_mask=None, modulation_dims=None, transformer_options={}):
         x += torch.tanh(self.lin(x + vec[:, None])) * 0.3
         return x
 
@@ -156,6 +173,9 @@ class Flux(nn.Module):
         self.double_blocks = nn.ModuleList(DoubleStreamBlock(d, inplace) for _ in range(double))
         self.single_blocks = nn.ModuleList(SingleStreamBlock(d) for _ in range(single))
         self.d = d
+
+    def conds(self, batch: int, g: torch.Generator) -> dict:
+        return {"y": torch.randn(batch, 8, generator=g)}
 
     def forward(self, x, timestep, context, y=None, guidance=None, control=None, transformer_options={}, **kw):
         b, c, h, w = x.shape

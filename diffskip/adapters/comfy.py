@@ -38,3 +38,27 @@ register("comfy:OpenAISignatureMMDITWrapper",
          Adapter(units=("joint_blocks",), reuse="residual", streams=("args[0]", "args[1]"), head=1,
                  timestep="timesteps"))
 # Not registered: AuraFlow's class shares SD3's base name "MMDiT" but not its layout.
+
+# Video and image DiT families, each written from its ComfyUI source file (tests/fake_comfy_video.py and
+# tests/fake_comfy_image.py reproduce the call conventions; docs/comfyui.md says what is verified how).
+# One tensor stream per block, called with it first: x = block(x, ...).
+register("comfy:WanModel", Adapter(units=("blocks",), reuse="residual", streams="x", timestep="timestep"))
+register("comfy:LTXVModel", Adapter(units=("transformer_blocks",), reuse="residual", streams="x",
+                                    timestep="timestep"))  # blocks update x in place and return it
+register("comfy:NextDiT", Adapter(units=("layers",), reuse="residual", streams="x",  # Lumina 2; the refiners
+                                  timestep="timesteps"))  # run once per call before the layers and stay live
+register("comfy:HunYuanDiT", Adapter(units=("blocks",), reuse="residual", streams="x", timestep="t"))
+register("comfy:MiniTrainDIT", Adapter(units=("blocks",), reuse="residual", streams="x_B_T_H_W_D",
+                                       timestep="timesteps"))  # Cosmos Predict2; x stays (B, T, H, W, D)
+# Two streams: (image, text) by keyword, in the order each block returns them.
+register("comfy:HunyuanVideo", FLUX)  # Flux's DoubleStreamBlock; single-stream blocks run live
+register("comfy:QwenImageTransformer2DModel",
+         Adapter(units=("transformer_blocks",), reuse="residual",
+                 streams=("encoder_hidden_states", "hidden_states"), timestep="timestep"))  # returns (txt, img)
+register("comfy:HiDreamImageTransformer2DModel",  # single-stream blocks take one concatenated stream: live
+         Adapter(units=("double_stream_blocks",), reuse="residual", streams=("image_tokens", "text_tokens"),
+                 timestep="t"))
+register("comfy:AsymmDiTJoint", Adapter(units=("blocks",), reuse="residual", streams=("x", "y"),
+                                        timestep="timestep"))  # Mochi; the last block returns y unchanged
+# Not registered: Cosmos 1's GeneralDIT keeps its blocks in a ModuleDict in (T, H, W, B, D) layout; the batch is
+# not the first dimension, which per-sample decisions and forecasts assume.

@@ -19,7 +19,8 @@ def read_timestep(args: tuple, kwargs: dict, name: str, index: int | None) -> fl
     if t is None:
         raise TypeError(f"the denoiser was called without its {name!r} argument; diffskip's step clock needs it. "
                         f"Set the adapter's timestep= to the right argument name.")
-    return float(t.reshape(-1)[0]) if isinstance(t, torch.Tensor) else float(t)
+    # the largest value: ComfyUI's Wan 2.2 / LTX-Video image-to-video give per-frame timesteps, 0 on the kept frame
+    return float(t.max()) if isinstance(t, torch.Tensor) else float(t)
 
 
 class Clock:
