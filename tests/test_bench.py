@@ -67,7 +67,7 @@ def test_runner_records_refusals_resumes_and_reports(tmp_path, monkeypatch):
     feats = TinyFeatures()
     real = torch.randint(0, 255, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     ref = reference_stats(feats, real, tmp_path / "cache", "toy")
-    from diffskip.plans import save_plan
+    from diffskip.plan_files import save_plan
     from diffskip.tuning import TuneResult
 
     plan = save_plan(TuneResult("interval:every=2", 2, 0.5, 30.0, 0.5, 4), tmp_path / "plan.json")

@@ -164,7 +164,7 @@ def test_pipeline_tune_saves_a_plan_that_the_pipeline_cli_and_comfyui_load(tmp_p
 
     from diffskip.cli import main
     from diffskip.comfy import NODE_CLASS_MAPPINGS
-    from diffskip.plans import load_plan
+    from diffskip.plan_files import load_plan
 
     plan = tmp_path / "plan.json"
     assert main(["tune", "--model", "tiny-sd", "--steps", "6", "--budget", "0.5", "--prompt", "a cat",
@@ -196,7 +196,7 @@ def test_pipeline_tune_saves_a_plan_that_the_pipeline_cli_and_comfyui_load(tmp_p
                                            ('{"format": "diffskip-plan/1", "policy": "never", "num_steps": 0}',
                                             "num_steps=0")])
 def test_bad_plan_files_fail_with_the_reason(tmp_path, content, match):
-    from diffskip.plans import load_plan
+    from diffskip.plan_files import load_plan
 
     p = tmp_path / "p.json"
     p.write_text(content)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import DiffSkipError
-from ..plans import load_plan
+from ..plan_files import load_plan
 from ..policies import parse
 
 SAMPLERS = {None: "the checkpoint's own", "own": "the checkpoint's own", "dpm++": "dpmpp_2m"}
