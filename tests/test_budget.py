@@ -7,7 +7,9 @@ import torch
 import diffskip
 from diffskip.engine.plan import Planner
 from diffskip.errors import PolicyError
+from diffskip.metrics.fidelity import mean_psnr
 from diffskip.policies import StepInfo
+from diffskip.testing import tiny_pipeline
 from test_adapters import ToyNet
 
 
@@ -114,7 +116,12 @@ def test_tune_never_loses_to_fewer_steps_and_reports_every_candidate():
     res = diffskip.tune(net, _loop(net), budget=0.5, full_steps=16, validate=_loop(net, seed=1))
     fewer = res.best_fewer_steps()
     assert fewer is not None and fewer.num_steps == 8 and fewer.policy == "never"
-    assert res.flops <= 0.5 + 1e-9 and res.psnr >= fewer.psnr  # never worse than fewer steps on calibration
+    with diffskip.session(net, "never", num_steps=16):  # the pick's numbers are what its plan really does
+        ref = _loop(net)(16)
+    with diffskip.session(net, res.policy, num_steps=res.num_steps) as s:
+        out = _loop(net)(res.num_steps)
+    assert s.stats.relative_to(16) == pytest.approx(res.flops) and res.flops <= 0.5 + 1e-9
+    assert mean_psnr(out, ref, peak=float(ref.double().max() - ref.double().min())) == pytest.approx(res.psnr, abs=1e-9)
     assert len(res.table) >= 5 and all(t.flops is not None for t in res.table if t.error is None)
     assert {t.policy.split(":")[0] for t in res.table} >= {"never", "uniform", "interval", "threshold", "profile"}
     assert set(res.heldout) == {"psnr", "fewer_steps_psnr", "margin_db"}
@@ -142,7 +149,7 @@ def test_a_plan_must_beat_fewer_steps_by_more_than_the_noise_of_its_samples():
 
 def test_tune_rejects_bad_budgets_and_unattached_models():
     net = _attach(4)
-    for bad in (0, 1.5, float("nan"), "half"):
+    for bad in (0, 1.5, float("nan"), "half", True, float("inf"), None):
         with pytest.raises(diffskip.errors.DiffSkipError, match="budget="):
             diffskip.tune(net, _loop(net), budget=bad, full_steps=10)
     diffskip.detach(net)
@@ -174,8 +181,12 @@ def test_pipeline_tune_saves_a_plan_that_the_pipeline_cli_and_comfyui_load(tmp_p
     assert "plan: " in out and "3 steps never" in out  # the fewer-steps baseline is always measured
     assert data["flops"] <= 0.5 + 1e-9 and data["budget"] == 0.5 and data["full_steps"] == 6
     assert data["heldout"]["prompts"] == 1 and {"never", "uniform"} <= {t["policy"].split(":")[0] for t in data["table"]}
-    fewer = max(t["psnr"] for t in data["table"] if t["policy"] == "never" and t["flops"] <= 0.5 + 1e-9)
-    assert data["psnr"] >= fewer
+    fast = diffskip.DiffSkipPipeline(tiny_pipeline("sd"), "never")  # re-measure the plan as the tuner did
+    ref = fast(["a cat"], num_inference_steps=6, generator=[torch.Generator().manual_seed(0)], output_type="pt")
+    fast.apply_plan(plan)
+    out = fast(["a cat"], generator=[torch.Generator().manual_seed(0)], output_type="pt")
+    assert mean_psnr(out.images, ref.images, peak=1.0) == pytest.approx(data["psnr"], abs=1e-9)
+    assert fast.last_stats.relative_to(6) == pytest.approx(data["flops"])
     with pytest.raises(SystemExit) as e:  # refuses to replace it
         main(["tune", "--model", "tiny-sd", "--steps", "6", "--out", str(plan)])
     assert e.value.code == 2 and "--overwrite" in capsys.readouterr().err
@@ -194,7 +205,14 @@ def test_pipeline_tune_saves_a_plan_that_the_pipeline_cli_and_comfyui_load(tmp_p
 @pytest.mark.parametrize("content,match", [("{", "cannot be read"), ('{"format": "x"}', "not a diffskip plan"),
                                            ('{"format": "diffskip-plan/1", "policy": "interval:every=0"}', "every=0"),
                                            ('{"format": "diffskip-plan/1", "policy": "never", "num_steps": 0}',
-                                            "num_steps=0")])
+                                            "num_steps=0"),
+                                           ('{"format": "diffskip-plan/1", "policy": "never", "num_steps": true}',
+                                            "num_steps=True"),
+                                           ('{"format": "diffskip-plan/1", "policy": "never", "num_steps": 4, '
+                                            '"skip": false}', "skip=False"),
+                                           ('{"format": "diffskip-plan/1", "num_steps": 4}', "policy=None"),
+                                           ('{"format": "diffskip-plan/1", "policy": "never", "num_steps": 4, '
+                                            '"denoiser": {"shapes": "ab", "values": [NaN]}}', "denoiser=")])
 def test_bad_plan_files_fail_with_the_reason(tmp_path, content, match):
     from diffskip.plan_files import load_plan
 
@@ -202,3 +220,80 @@ def test_bad_plan_files_fail_with_the_reason(tmp_path, content, match):
     p.write_text(content)
     with pytest.raises(diffskip.errors.DiffSkipError, match=match):
         load_plan(p)
+
+
+def _tiny_sd(seed: int = 0):
+    fast = diffskip.DiffSkipPipeline(tiny_pipeline("sd", seed=seed), "never")
+    fast.set_progress_bar_config(disable=True)
+    return fast
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(prompts="abc"), r"prompts='abc' is invalid; allowed: a non-empty list of strings"),
+    (dict(prompts=["a cat", 3]), "prompts="), (dict(prompts=[]), "prompts="),
+    (dict(heldout="a dog"), "heldout='a dog'"),
+    (dict(budget=True), r"budget=True is invalid"), (dict(budget=float("inf")), "budget=inf"),
+    (dict(num_inference_steps=0), r"num_inference_steps=0 is invalid; allowed: an int >= 2"),
+    (dict(num_inference_steps=True), "num_inference_steps=True"), (dict(num_inference_steps=6.0), "=6.0"),
+    (dict(schedulers=[]), r"schedulers=\[\] is invalid"), (dict(schedulers="own"), "schedulers='own'"),
+    (dict(seed="0"), "seed='0'"), (dict(jumps=1), "jumps=1")])
+def test_pipeline_tune_refuses_bad_inputs_before_generating(kwargs, match):
+    fast = _tiny_sd()
+    args = {"prompts": ["a cat"], "budget": 0.5, "num_inference_steps": 6, **kwargs}
+    with pytest.raises(diffskip.errors.DiffSkipError, match=match):
+        fast.tune(**args)
+    assert fast.last_stats is None  # nothing ran
+
+
+def _plan(tmp_path, denoiser, name="plan.json"):
+    from diffskip.plan_files import save_plan
+    from diffskip.tuning import TuneResult
+
+    return save_plan(TuneResult("interval:every=2", 4, 0.5, 30.0, 0.5, 8), tmp_path / name, denoiser, model="tiny-sd")
+
+
+def test_a_plan_runs_only_on_the_denoiser_it_was_tuned_on_unless_forced(tmp_path):
+    import json
+
+    plan = _plan(tmp_path, _tiny_sd().denoiser)
+    same = _tiny_sd()
+    same.apply_plan(plan)
+    assert str(same.policy) == "interval:every=2" and same.call_defaults["num_inference_steps"] == 4
+    for dtype in (torch.float16, torch.bfloat16):  # the same weights in another dtype
+        _tiny_sd().to(dtype=dtype).apply_plan(plan)
+    other = _tiny_sd(seed=1)  # same architecture, other weights
+    with pytest.raises(diffskip.errors.DiffSkipError, match=r"tuned on another denoiser \(model 'tiny-sd'\) than this "
+                       r"UNet2DConditionModel: \d+ of \d+ sampled weights differ .* pass force=True"):
+        other.apply_plan(plan)
+    assert str(other.policy) == "never" and "num_inference_steps" not in other.call_defaults  # left as it was
+    pixart = diffskip.DiffSkipPipeline(tiny_pipeline("pixart"), "never")
+    with pytest.raises(diffskip.errors.DiffSkipError, match="parameter names or shapes differ"):
+        pixart.apply_plan(plan)
+    other.apply_plan(plan, force=True)
+    assert str(other.policy) == "interval:every=2"
+    data = json.loads(plan.read_text())
+    del data["denoiser"]
+    with pytest.raises(diffskip.errors.DiffSkipError, match="records no denoiser fingerprint"):
+        same.apply_plan(data)
+    same.apply_plan(data, force=True)
+    folder = tmp_path / "other"
+    tiny_pipeline("sd", seed=1).save_pretrained(folder)
+    with pytest.raises(diffskip.errors.DiffSkipError, match="sampled weights differ"):
+        diffskip.DiffSkipPipeline.from_pretrained(str(folder), plan=str(plan))
+    loaded = diffskip.DiffSkipPipeline.from_pretrained(str(folder), plan=str(plan), force=True)
+    assert loaded.call_defaults["num_inference_steps"] == 4
+
+
+def test_apply_plan_validates_a_dict_like_a_file(tmp_path):
+    import json
+
+    fast = _tiny_sd()
+    good = json.loads(_plan(tmp_path, fast.denoiser).read_text())
+    for key, value, match in (("num_steps", True, "num_steps=True"), ("num_steps", 0, "num_steps=0"),
+                              ("policy", "interval:every=0", "every=0"), ("scheduler", "euler", "scheduler='euler'"),
+                              ("format", "x", "not a diffskip plan")):
+        with pytest.raises(diffskip.errors.DiffSkipError, match=match):
+            fast.apply_plan({**good, key: value})
+        assert str(fast.policy) == "never" and "num_inference_steps" not in fast.call_defaults
+    with pytest.raises(diffskip.errors.DiffSkipError, match="plan=3 is invalid"):
+        fast.apply_plan(3)
