@@ -20,8 +20,9 @@ from .policies import Policy, parse
 __all__ = ["DiffSkipPipeline", "find_denoiser", "resolve_model", "read_call_defaults", "CALL_DEFAULTS"]
 
 DENOISERS = ("transformer", "unet")  # component names searched, in order
+# the wrapper's own attributes; writes of any other go to the wrapped pipeline
 _OWN = frozenset({"pipe", "policy", "denoiser", "denoiser_name", "count_flops", "skip", "last_stats",
-                  "call_defaults", "source", "control", "last_control"})  # the wrapper's own; other writes go to the pipeline
+                  "call_defaults", "source", "control", "last_control"})
 
 
 def find_denoiser(pipe: Any, name: str | None = None) -> tuple[str, nn.Module]:
