@@ -152,6 +152,9 @@ def test_tune_rejects_bad_budgets_and_unattached_models():
     for bad in (0, 1.5, float("nan"), "half", True, float("inf"), None):
         with pytest.raises(diffskip.errors.DiffSkipError, match="budget="):
             diffskip.tune(net, _loop(net), budget=bad, full_steps=10)
+    for kw in (dict(jumps=True), dict(schedulers=("own",)), dict(full_steps=True), dict(run="loop")):
+        with pytest.raises(diffskip.errors.DiffSkipError, match="need a Sampler|full_steps=True|run='loop'"):
+            diffskip.tune(net, **{"run": _loop(net), "budget": 0.5, "full_steps": 10, **kw})
     diffskip.detach(net)
     with pytest.raises(diffskip.errors.DiffSkipError, match="not attached"):
         diffskip.tune(ToyNet(), _loop(net), budget=0.5, full_steps=10)
@@ -223,9 +226,7 @@ def test_bad_plan_files_fail_with_the_reason(tmp_path, content, match):
 
 
 def _tiny_sd(seed: int = 0):
-    fast = diffskip.DiffSkipPipeline(tiny_pipeline("sd", seed=seed), "never")
-    fast.set_progress_bar_config(disable=True)
-    return fast
+    return diffskip.DiffSkipPipeline(tiny_pipeline("sd", seed=seed), "never")
 
 
 @pytest.mark.parametrize("kwargs,match", [
