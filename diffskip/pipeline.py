@@ -102,7 +102,9 @@ class DiffSkipPipeline:
         """
         from .plan_files import check_plan, load_plan
 
-        policy = parse(policy)  # a bad spec or plan fails before any weights load
+        policy = parse(policy)  # a bad spec, plan or force fails before any weights load
+        if not isinstance(force, bool):
+            raise SessionError(f"force={force!r} is invalid; allowed: True or False.")
         data = None if plan is None else check_plan(plan) if isinstance(plan, dict) else load_plan(plan)
         pipe, folder = load_pipeline(path, **kwargs)
         fast = cls(pipe, policy, denoiser=denoiser, skip=skip, call_defaults=read_call_defaults(folder), source=folder,

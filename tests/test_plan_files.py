@@ -63,6 +63,8 @@ def test_a_plan_runs_only_on_the_denoiser_it_was_tuned_on_unless_forced(tmp_path
     tiny_pipeline("sd", seed=1).save_pretrained(folder)
     with pytest.raises(diffskip.errors.DiffSkipError, match="sampled weights differ"):
         diffskip.DiffSkipPipeline.from_pretrained(str(folder), plan=str(plan))
+    with pytest.raises(diffskip.errors.DiffSkipError, match="force='yes' is invalid"):
+        diffskip.DiffSkipPipeline.from_pretrained(str(folder), plan=str(plan), force="yes")
     loaded = diffskip.DiffSkipPipeline.from_pretrained(str(folder), plan=str(plan), force=True)
     assert loaded.call_defaults["num_inference_steps"] == 4
 
