@@ -208,12 +208,10 @@ def _measurer(sample: Sampler, ref: torch.Tensor, full: int, peak: float | None)
 def _rank(model: nn.Module, sample: Sampler, num_steps: int, reference: torch.Tensor) -> tuple[str, list[float]]:
     """Per-unit skip impact: PSNR when only that unit replays every other step; the rank, most relevant first."""
     units = skippable_units(model)
-    scores = []
+    measure, scores = _measurer(sample, reference, num_steps, None), []
     for u in range(units):
         order = ".".join(str(i) for i in [*(i for i in range(units) if i != u), u])
-        t = _measurer(sample, reference, num_steps, None)(Trial(f"profile:rank={order},keep={units - 1},every=2",
-                                                                  num_steps))
-        scores.append(t.psnr)
+        scores.append(measure(Trial(f"profile:rank={order},keep={units - 1},every=2", num_steps)).psnr)
     rank = ".".join(str(u) for u in sorted(range(units), key=lambda u: scores[u]))
     return rank, scores
 
@@ -265,8 +263,9 @@ def tune(model: nn.Module, run: Loop | Sampler, budget: float, full_steps: int, 
     if stats.flops_fraction is None:
         raise DiffSkipError("the full-step run measured no denoiser FLOPs: run() made no call on the attached model "
                             "(call the model you attached), or FLOPs counting is off.")
-    rank = _rank(model, sample, full_steps, ref)[0] if profile and h.adapter.reuse == "residual" else None
-    measure = _measurer(sample, ref, full_steps, peak)  # replayed outputs of UNet layers: no profile (see docs)
+    residual = h.adapter.reuse == "residual"  # replayed outputs of UNet layers: no profile (see docs)
+    rank = _rank(model, sample, full_steps, ref)[0] if profile and residual else None
+    measure = _measurer(sample, ref, full_steps, peak)
     pairs = candidates(budget, full_steps, live_share(model), skippable_units(model), rank) + list(extra or [])
     trials = [Trial(p, n, s) for p, n in pairs for s in schedulers if p == "never" or s == schedulers[0]]
     best, table = search(measure, trials, budget)
