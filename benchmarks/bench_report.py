@@ -115,7 +115,7 @@ def _family(method: str) -> str:
 def summary(raw: dict[str, dict]) -> str:
     """Markdown: per cell, how many peer points and fewer-steps rows a diffskip point beats (the rule of
     `dominance`), and every tuned plan beside the best fewer-steps row within the plan's budget."""
-    from diffskip.plans import load_plan
+    from diffskip.plan_files import load_plan
 
     cells = sorted(raw)
     counts: dict[str, dict[str, str]] = {}

@@ -20,7 +20,7 @@ import diffskip
 from diffskip.metrics import feature_network
 from diffskip.metrics.fidelity import mean_psnr
 from diffskip.metrics.reference import fid_against, reference_stats
-from diffskip.plans import use_scheduler
+from diffskip.plan_files import use_scheduler
 from zoo.data import eval_prompts, load_split, to_uint8
 
 FULL = {"fashion-sd": 20, "fashion-pixart": 20}

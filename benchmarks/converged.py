@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from diffskip.metrics.reference import features_of
-from diffskip.tuning import psnr_samples
+from diffskip.metrics.fidelity import psnr_samples
 
 BOOTSTRAP = 50  # resamples for the FD-to-converged spread
 

@@ -22,7 +22,7 @@ def load_pipeline(path: Path | str):
     """Load an embedded pipeline (by name) or a pipeline folder with its stock diffusers class."""
     from diffusers import DiffusionPipeline
 
-    from diffskip.pipeline import resolve_model
+    from diffskip.loading import resolve_model
     pipe = DiffusionPipeline.from_pretrained(resolve_model(str(path)))
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -30,7 +30,7 @@ def load_pipeline(path: Path | str):
 
 def pipeline_kwargs(pipe) -> dict:
     """Return the call options the pipeline's folder asks for (its diffskip_call.json; PixArt at 32x32)."""
-    from diffskip.pipeline import read_call_defaults
+    from diffskip.loading import read_call_defaults
 
     return read_call_defaults(pipe.name_or_path)
 

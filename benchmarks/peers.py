@@ -65,7 +65,7 @@ def _diffskip(pipe: Any, steps: int, s: dict) -> Runner:
 
 def _steps(pipe: Any, steps: int, s: dict) -> Runner:
     """Fewer steps, no caching: `steps/n=7` (the pipeline's scheduler) or `steps/n=7,scheduler=dpm++`."""
-    from diffskip.plans import use_scheduler
+    from diffskip.plan_files import use_scheduler
 
     n = int(s["n"])
     if not 1 <= n <= steps:

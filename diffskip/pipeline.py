@@ -1,31 +1,28 @@
 """DiffSkipPipeline: wrap any diffusers pipeline by composition; calls keep the pipeline's signature."""
 from __future__ import annotations
 
-import importlib.util
-import json
-import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import assets
 from .analytic import GaussianSkip
 from .control.pipe import control_context, resolve_control
 from .engine import hooks
 from .engine.session import resolve_span, session
 from .engine.stats import Stats
-from .errors import SessionError, UnsupportedPipelineError, short
+from .errors import SessionError, UnsupportedPipelineError
+from .loading import CALL_DEFAULTS, gaussian_stats, load_pipeline, read_call_defaults, resolve_model
 from .policies import Policy, parse
 
-__all__ = ["DiffSkipPipeline", "find_denoiser", "resolve_model", "CALL_DEFAULTS"]
-logger = logging.getLogger(__name__)
+# resolve_model, read_call_defaults and CALL_DEFAULTS live in diffskip.loading (re-exported for existing imports)
+__all__ = ["DiffSkipPipeline", "find_denoiser", "resolve_model", "read_call_defaults", "CALL_DEFAULTS"]
 
 DENOISERS = ("transformer", "unet")  # component names searched, in order
-CALL_DEFAULTS = "diffskip_call.json"  # a model folder's own call options (e.g. a non-standard PixArt size)
+# the wrapper's own attributes; writes of any other go to the wrapped pipeline
 _OWN = frozenset({"pipe", "policy", "denoiser", "denoiser_name", "count_flops", "skip", "last_stats",
-                  "call_defaults", "source", "control", "last_control"})  # the wrapper's own; other writes go to the pipeline
+                  "call_defaults", "source", "control", "last_control"})
 
 
 def find_denoiser(pipe: Any, name: str | None = None) -> tuple[str, nn.Module]:
@@ -39,22 +36,6 @@ def find_denoiser(pipe: Any, name: str | None = None) -> tuple[str, nn.Module]:
             f"{comps}. Allowed: a pipeline with a `transformer` or `unet`, or pass denoiser='<component name>' "
             f"naming an nn.Module registered with diffskip.register().")
     return found, model
-
-
-def resolve_model(name: str) -> str:
-    """Return the folder of an embedded model name ('fashion-sd'), else `name` as given (folder or hub id)."""
-    return str(assets.path(name)) if assets.is_embedded(name) and not Path(name).exists() else name
-
-
-def read_call_defaults(folder: str) -> dict[str, Any]:
-    """Return the call options a model folder asks for in its `diffskip_call.json` ({} when it has none)."""
-    path = Path(folder) / CALL_DEFAULTS
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object of pipeline call options, got {short(data)}.")
-    return data
 
 
 def _remaining_steps(scheduler, t: float) -> int | None:
@@ -112,48 +93,38 @@ class DiffSkipPipeline:
 
     @classmethod
     def from_pretrained(cls, path: str, policy: Policy | str = "never", denoiser: str | None = None,
-                        skip: GaussianSkip | None = None, plan: str | None = None,
-                        control: nn.Module | str | None = None, **kwargs) -> DiffSkipPipeline:
+                        skip: GaussianSkip | None = None, plan: str | Path | dict | None = None,
+                        control: nn.Module | str | None = None, force: bool = False, **kwargs) -> DiffSkipPipeline:
         """Load a diffusers pipeline (an embedded name like 'fashion-sd', a folder or a hub id) and wrap it.
 
-        `plan`: a plan file from `tune` / `diffskip tune` (policy, steps, scheduler, jump), applied on load.
+        `plan`: a plan file from `tune` / `diffskip tune` (policy, steps, scheduler, jump), applied on load; it
+        must have been tuned on this model's denoiser unless `force=True`. Other kwargs go to diffusers.
         """
-        from diffusers import DiffusionPipeline
+        from .plan_files import check_plan, load_plan
 
-        from .plans import load_plan
-
-        policy = parse(policy)  # a bad spec or plan fails before any weights load
-        data = load_plan(plan) if plan is not None else None
-        folder = resolve_model(path)
-        pipe = DiffusionPipeline.from_pretrained(folder, **kwargs)
-        _maybe_xformers(pipe)
+        policy = parse(policy)  # a bad spec, plan or force fails before any weights load
+        if not isinstance(force, bool):
+            raise SessionError(f"force={force!r} is invalid; allowed: True or False.")
+        data = None if plan is None else check_plan(plan) if isinstance(plan, dict) else load_plan(plan)
+        pipe, folder = load_pipeline(path, **kwargs)
         fast = cls(pipe, policy, denoiser=denoiser, skip=skip, call_defaults=read_call_defaults(folder), source=folder,
                    control=control)
         if data is not None:
-            fast.apply_plan(data)
+            fast.apply_plan(plan, force=force)
         return fast
 
     def gaussian_stats(self, required: bool = True):
         """Return the model folder's GaussianStats (analytic skipping), or None / raise when it has none."""
-        from .analytic import GaussianStats
+        return gaussian_stats(self.source, required)
 
-        folder = Path(self.source) if self.source else None
-        if folder is not None and (folder / "diffskip_gaussian.json").is_file():
-            return GaussianStats.load(folder)
-        if required:
-            raise SessionError(f"no Gaussian statistics in {self.source!r}; fit them with `diffskip fit-gaussian` "
-                               f"or tune with jumps=False.")
-        return None
+    def apply_plan(self, plan: str | Path | dict, force: bool = False) -> None:
+        """Use a tuned plan (a plan file or its dict): policy, step count, scheduler and analytic jump.
 
-    def apply_plan(self, plan: str | Path | dict) -> None:
-        """Use a tuned plan (a plan file or its dict): policy, step count, scheduler and analytic jump."""
-        from .plans import load_plan, use_scheduler
+        The plan must have been tuned on this denoiser (its recorded fingerprint) unless `force=True`.
+        """
+        from .plan_files import apply_plan
 
-        data = load_plan(plan) if not isinstance(plan, dict) else plan
-        self.policy = data["policy"]
-        self.skip = GaussianSkip(self.gaussian_stats(), data["skip"]) if data.get("skip") else None
-        use_scheduler(self.pipe, data.get("scheduler"))
-        self.call_defaults["num_inference_steps"] = data["num_steps"]
+        apply_plan(self, plan, force)
 
     def tune(self, prompts: list[str], budget: float = 0.35, num_inference_steps: int | None = None,
              heldout: list[str] | None = None, save: str | Path | None = None, **kwargs):
@@ -163,14 +134,11 @@ class DiffSkipPipeline:
         `heldout`, saves the plan JSON to `save`; returns the TuneResult. Does not change this pipeline
         (call `apply_plan(result_path)` to use it). Options: seed, schedulers, jumps, profile, call kwargs.
         """
-        from .plans import save_plan, tune_pipeline
+        from .plan_files import save_plan, tune_pipeline
 
-        steps = num_inference_steps or self.call_defaults.get("num_inference_steps") or _default_steps(self.pipe)
-        call = {k: v for k, v in self.call_defaults.items() if k != "num_inference_steps"}
-        opts = {k: kwargs.pop(k) for k in ("seed", "schedulers", "jumps", "profile") if k in kwargs}
-        result = tune_pipeline(self, list(prompts), budget, steps, heldout=heldout, **opts, **{**call, **kwargs})
+        result = tune_pipeline(self, prompts, budget, num_inference_steps, heldout=heldout, **kwargs)
         if save is not None:
-            save_plan(result, save, model=self.source)
+            save_plan(result, save, self.denoiser, model=self.source)
         return result
 
     @classmethod
@@ -185,8 +153,9 @@ class DiffSkipPipeline:
 
         kwargs = {**self.call_defaults, **kwargs}
         sched = getattr(self.pipe, "scheduler", None)
-        with control_context(self.pipe, self.denoiser, self.control, kwargs) as run, session(self.denoiser, self.policy, num_steps=lambda t: _remaining_steps(sched, t),
-                     count_flops=self.count_flops) as s:
+        steps = lambda t: _remaining_steps(sched, t)  # noqa: E731
+        with control_context(self.pipe, self.denoiser, self.control, args, kwargs) as run, \
+                session(self.denoiser, self.policy, num_steps=steps, count_flops=self.count_flops) as s:
             if self.skip is None:
                 out = self.pipe(*args, **kwargs)
             else:
@@ -227,22 +196,3 @@ class DiffSkipPipeline:
         return (f"DiffSkipPipeline({type(self.pipe).__name__}, policy={self.policy}, "
                 f"denoiser={self.denoiser_name}{skip})")
 
-
-def _default_steps(pipe: Any) -> int:
-    """The pipeline's own default num_inference_steps (from its __call__ signature)."""
-    import inspect
-
-    p = inspect.signature(pipe.__call__).parameters.get("num_inference_steps")
-    if p is None or not isinstance(p.default, int):
-        raise SessionError(f"{type(pipe).__name__} has no default num_inference_steps; pass num_inference_steps=.")
-    return p.default
-
-
-def _maybe_xformers(pipe: Any) -> None:
-    """Use xformers attention when it is installed and CUDA is available, and say so in the log."""
-    installed, cuda = importlib.util.find_spec("xformers") is not None, torch.cuda.is_available()
-    if not (installed and cuda):
-        logger.info("xformers not in use (installed: %s, CUDA: %s); using PyTorch SDPA attention.", installed, cuda)
-        return
-    pipe.enable_xformers_memory_efficient_attention()
-    logger.info("xformers memory-efficient attention enabled on %s.", type(pipe).__name__)

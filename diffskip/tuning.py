@@ -1,44 +1,31 @@
 """Tune a plan to a compute budget: the best fidelity to the full-step run within a FLOPs budget.
 
-The search covers steps x policy (x scheduler and analytic jump, for pipelines: `diffskip.plans`). "Fewer
-steps, no caching" is always a candidate, so on the calibration set the pick is never worse than it. The
-relevance profile (per-unit skip impact, after Learning-to-Cache and RelaCtrl's relevance score) ranks units
-for the `profile` policy.
+`tune` is diffskip's one search: steps x policy on your own sampling loop, and, through a `Sampler` (which
+`diffskip.plan_files.tune_pipeline` builds for a DiffSkipPipeline), x scheduler x analytic jump. "Fewer steps,
+no caching" is always a candidate, so on the calibration set the pick is never worse than it. The relevance
+profile (per-unit skip impact, after Learning-to-Cache and RelaCtrl's relevance score) ranks units for the
+`profile` policy.
 """
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from .engine import hooks
-from .engine.session import resolve_span, session
-from .errors import DiffSkipError
-from .policies import FINAL, parse
+from .engine.session import session
+from .engine.stats import Stats
+from .errors import DiffSkipError, short
+from .metrics.fidelity import MAX_DB, psnr_samples
+from .search_space import candidates, live_share, skippable_units
 
-__all__ = ["tune", "relevance", "psnr", "Trial", "TuneResult", "search", "candidates", "pick"]
-MAX_DB = 100.0  # PSNR of identical outputs
-
-
-def psnr(x: torch.Tensor, ref: torch.Tensor, peak: float | None = None) -> float:
-    """Mean over samples (dim 0) of the per-sample PSNR in dB of `x` against `ref` (capped at 100 dB);
-    `peak` defaults to the reference's value range (1.0 for images in [0, 1])."""
-    db = psnr_samples(x, ref, peak)
-    return sum(db) / len(db)
-
-
-def psnr_samples(x: torch.Tensor, ref: torch.Tensor, peak: float | None = None) -> list[float]:
-    """Per-sample PSNR in dB of `x` against `ref` along dim 0 (capped at 100 dB)."""
-    x, ref = x.detach().double().cpu(), ref.detach().double().cpu()
-    if x.shape != ref.shape:
-        raise DiffSkipError(f"run() returned shape {tuple(x.shape)} but the full-step run {tuple(ref.shape)}; "
-                            f"allowed: the same shape at every step count (seed the noise inside run()).")
-    peak = float(ref.max() - ref.min()) if peak is None else peak
-    mse = ((x - ref) ** 2).reshape(len(x), -1).mean(1)
-    return [MAX_DB if m == 0 else min(MAX_DB, 10 * math.log10(peak * peak / float(m))) for m in mse]
+__all__ = ["tune", "relevance", "Trial", "TuneResult", "Sampler", "search", "candidates", "pick", "paired_margin",
+           "check_budget", "live_share", "skippable_units"]
+Loop = Callable[[int], torch.Tensor]  # your own sampling loop: run(num_steps) -> output (same seeds every call)
 
 
 @dataclass
@@ -55,8 +42,13 @@ class Trial:
     samples: list[float] | None = field(default=None, repr=False)  # per-sample PSNR (the pick's paired test)
 
     def score(self, out: torch.Tensor, ref: torch.Tensor, peak: float | None = None) -> None:
-        """Set `samples` and `psnr` (their mean) from an output and its full-step reference."""
-        self.samples = psnr_samples(out, ref, peak)
+        """Set `samples` and `psnr` (their mean) from an output and its full-step reference (capped at 100 dB)."""
+        if out.shape != ref.shape:
+            raise DiffSkipError(f"run() returned shape {tuple(out.shape)} but the full-step run {tuple(ref.shape)}; "
+                                f"allowed: the same shape at every step count (seed the noise inside run()).")
+        ref = ref.detach().double().cpu()
+        peak = float(ref.max() - ref.min()) if peak is None else peak  # default: the reference's value range
+        self.samples = psnr_samples(out, ref, peak, cap=MAX_DB)
         self.psnr = sum(self.samples) / len(self.samples)
 
     @property
@@ -103,60 +95,20 @@ class TuneResult:
         return f"{pick}: FLOPs {self.flops:.3f} of {self.full_steps} steps, PSNR {self.psnr:.2f} dB{margin}{held}"
 
 
-def _check_budget(budget: float, full_steps: int) -> None:
-    if not isinstance(budget, (int, float)) or not (0 < budget <= 1) or math.isnan(budget):
-        raise DiffSkipError(f"budget={budget!r} is invalid; allowed: a FLOPs fraction in (0, 1] of the full-step "
-                            f"run, e.g. budget=0.35.")
-    if not isinstance(full_steps, int) or full_steps < 2:
-        raise DiffSkipError(f"full_steps={full_steps!r} is invalid; allowed: an int >= 2 (the reference's steps).")
+def _real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_budget(budget: float, full_steps: int) -> None:
+    """Raise unless `budget` is a real number in (0, 1] and `full_steps` an int >= 2 that leaves a step."""
+    if not _real(budget) or not 0 < budget <= 1:
+        raise DiffSkipError(f"budget={short(budget)} is invalid; allowed: a FLOPs fraction (a float) in (0, 1] of "
+                            f"the full-step run, e.g. budget=0.35.")
+    if not isinstance(full_steps, int) or isinstance(full_steps, bool) or full_steps < 2:
+        raise DiffSkipError(f"full_steps={short(full_steps)} is invalid; allowed: an int >= 2 (the reference's "
+                            f"steps).")
     if int(budget * full_steps) < 1:
         raise DiffSkipError(f"budget={budget} of {full_steps} steps leaves less than one step; raise the budget.")
-
-
-def live_share(model: nn.Module) -> float:
-    """Share of a full denoiser call's FLOPs in the units that always compute (measured, default head/tail)."""
-    h = hooks.hooked(model)
-    if not h.flops:
-        raise DiffSkipError("no FLOPs measured on this model yet; run it once in a session with count_flops=True.")
-    total, per_unit = next(iter(h.flops.values()))
-    head, tail = resolve_span(parse("interval"), h.adapter, len(h.units), type(h.model).__name__)
-    skippable = sum(v for i, v in per_unit.items() if head <= i < len(h.units) - tail)
-    return max(0.0, min(1.0, 1 - skippable / total))
-
-
-def skippable_units(model: nn.Module) -> int:
-    """Skippable units of an attached model under the adapter's default head/tail."""
-    h = hooks.hooked(model)
-    return len(h.units) - sum(resolve_span(parse("profile"), h.adapter, len(h.units), type(h.model).__name__))
-
-
-def candidates(budget: float, full_steps: int, live: float, num_units: int, rank: str | None = None,
-               final: int = FINAL) -> list[tuple[str, int]]:
-    """Return (policy spec, steps) pairs near the budget: fewer steps, then caching at a few step counts."""
-    steps_budget = budget * full_steps
-    fewer = max(1, int(steps_budget + 1e-9))
-    out = [("never", fewer)]
-    counts = sorted({min(full_steps, max(fewer + 1, round(steps_budget / p))) for p in (0.85, 0.7, 0.55, 0.45)}
-                    | {full_steps})
-    for n in counts:
-        if n <= fewer:
-            continue
-        p = steps_budget / n  # per-step FLOPs fraction allowed
-        c = (p - live) / (1 - live)  # share of the skippable unit-steps that may compute
-        if c <= 0:
-            continue
-        c_between = (c * n - 1 - final) / max(1, n - 1 - final)  # between step 0 and the final steps
-        if c_between <= 0:
-            continue
-        out.append((f"uniform:speedup={round(1 / c * 0.98, 3)},forecast=1", n))
-        every = math.ceil(1 / c_between)
-        for k in sorted({max(2, every - 1), max(2, every)}):  # the budget filter keeps what fits
-            out.append((f"interval:every={k},forecast=1", n))
-        out.append((f"threshold:target={round(min(1.0, max(0.01, c_between * 0.9)), 3)},forecast=1", n))
-        if rank is not None:
-            keep = int(c_between * num_units)
-            out.append((f"profile:rank={rank},keep={keep},forecast=1", n))
-    return out
 
 
 def search(measure: Callable[[Trial], Trial], trials: list[Trial], budget: float,
@@ -202,56 +154,126 @@ def pick(ok: list[Trial]) -> Trial:
     return max(plans, key=lambda t: (t.psnr, -t.flops), default=fewer)
 
 
-def relevance(model: nn.Module, run: Callable[[int], torch.Tensor], num_steps: int,
-              reference: torch.Tensor | None = None) -> tuple[str, list[float]]:
-    """Rank skippable units by skip impact: PSNR when only that unit replays on every other step (lower: more
-    relevant). Returns the `profile:rank=` string (most relevant first) and the PSNR per unit."""
-    if reference is None:
-        with session(model, "never", num_steps=num_steps):
-            reference = run(num_steps)
+def jump_trials(budget: float, full: int, measured: list[Trial], sched: str | None) -> list[Trial]:
+    """Analytic jump candidates: jump 20% / 35% of n steps and run the rest plain, and a 20% jump before the
+    two best caching plans measured (cheaper than planned: the jump's steps cost nothing)."""
+    out = []
+    for frac in (0.2, 0.35):
+        n = max(2, round(budget * full / (1 - frac)))
+        k = round(frac * n)
+        if 0 < k < n and n <= full:
+            out.append(Trial("never", n, sched, k))
+    cached = sorted((t for t in measured if t.policy != "never" and t.psnr is not None and t.error is None),
+                    key=lambda t: -t.psnr)[:2]
+    out += [Trial(t.policy, t.num_steps, t.scheduler, round(0.2 * t.num_steps)) for t in cached
+            if round(0.2 * t.num_steps)]
+    return out
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """Runs one trial (policy, steps, scheduler, jump) and returns (output, Stats), opening its own session.
+
+    A plain loop `run(num_steps)` needs none (the tuner opens the sessions); `diffskip.plan_files` builds one
+    for a DiffSkipPipeline, whose calls open their own.
+    """
+
+    fn: Callable[[Trial], tuple[torch.Tensor, Stats]]
+
+
+def _as_sampler(model: nn.Module, run: Loop | Sampler, name: str) -> Sampler:
+    """Wrap a plain loop in a Sampler that opens the session of each trial."""
+    if isinstance(run, Sampler):
+        return run
+    if not callable(run):
+        raise DiffSkipError(f"{name}={short(run)} is invalid; allowed: a function run(num_steps) -> tensor (your "
+                            f"sampling loop) or a diffskip.tuning.Sampler.")
+
+    def fn(t: Trial) -> tuple[torch.Tensor, Stats]:
+        with session(model, t.policy, num_steps=t.num_steps) as s:
+            out = run(t.num_steps)
+        return out, s.stats
+    return Sampler(fn)
+
+
+def _measurer(sample: Sampler, ref: torch.Tensor, full: int, peak: float | None) -> Callable[[Trial], Trial]:
+    def measure(t: Trial) -> Trial:
+        out, stats = sample.fn(t)
+        t.flops = stats.relative_to(full)
+        t.score(out, ref, peak)
+        return t
+    return measure
+
+
+def _rank(model: nn.Module, sample: Sampler, num_steps: int, reference: torch.Tensor) -> tuple[str, list[float]]:
+    """Per-unit skip impact: PSNR when only that unit replays every other step; the rank, most relevant first."""
     units = skippable_units(model)
-    scores = []
+    measure, scores = _measurer(sample, reference, num_steps, None), []
     for u in range(units):
         order = ".".join(str(i) for i in [*(i for i in range(units) if i != u), u])
-        with session(model, f"profile:rank={order},keep={units - 1},every=2", num_steps=num_steps):
-            scores.append(psnr(run(num_steps), reference))
+        scores.append(measure(Trial(f"profile:rank={order},keep={units - 1},every=2", num_steps)).psnr)
     rank = ".".join(str(u) for u in sorted(range(units), key=lambda u: scores[u]))
     return rank, scores
 
 
-def tune(model: nn.Module, run: Callable[[int], torch.Tensor], budget: float, full_steps: int, *,
-         validate: Callable[[int], torch.Tensor] | None = None, profile: bool = True,
-         extra: list[tuple[str, int]] | None = None) -> TuneResult:
+def relevance(model: nn.Module, run: Loop, num_steps: int,
+              reference: torch.Tensor | None = None) -> tuple[str, list[float]]:
+    """Rank skippable units by skip impact: PSNR when only that unit replays on every other step (lower: more
+    relevant). Returns the `profile:rank=` string (most relevant first) and the PSNR per unit."""
+    sample = _as_sampler(model, run, "run")
+    if reference is None:
+        reference = sample.fn(Trial("never", num_steps))[0]
+    return _rank(model, sample, num_steps, reference)
+
+
+def _check_space(run: Loop | Sampler, schedulers: Sequence[str | None], jumps: bool) -> None:
+    if not isinstance(schedulers, (list, tuple)) or not schedulers:
+        raise DiffSkipError(f"schedulers={short(schedulers)} is invalid; allowed: a non-empty list of scheduler "
+                            f"names (None: the caller's own).")
+    if not isinstance(run, Sampler) and (list(schedulers) != [None] or jumps):
+        raise DiffSkipError(f"schedulers={short(schedulers)}, jumps={jumps} need a Sampler that can swap schedulers "
+                            f"and jump; a plain loop run(num_steps) tunes steps x policy (schedulers=(None,)).")
+
+
+def _heldout(res: TuneResult, sample: Sampler, full: int, peak: float | None) -> dict[str, float]:
+    """Re-measure the pick and the best fewer-steps candidate on held-out inputs."""
+    measure = _measurer(sample, sample.fn(Trial("never", full))[0], full, peak)
+    base = res.best_fewer_steps()
+    pick_ = measure(Trial(res.policy, res.num_steps, res.scheduler, res.skip))
+    fewer = measure(Trial(base.policy, base.num_steps, base.scheduler))
+    return {"psnr": pick_.psnr, "fewer_steps_psnr": fewer.psnr, "margin_db": pick_.psnr - fewer.psnr}
+
+
+def tune(model: nn.Module, run: Loop | Sampler, budget: float, full_steps: int, *,
+         validate: Loop | Sampler | None = None, profile: bool = True, extra: list[tuple[str, int]] | None = None,
+         schedulers: Sequence[str | None] = (None,), jumps: bool = False, peak: float | None = None) -> TuneResult:
     """Find the plan (policy, steps) with the best PSNR to `run(full_steps)` within `budget` of its FLOPs.
 
     `model` is an attached denoiser; `run(num_steps)` samples with your own loop (same seeds every call) and
     returns a tensor; the tuner opens the sessions. `validate` (same signature, other seeds or prompts)
-    re-measures the pick and the best fewer-steps candidate on held-out inputs (`result.heldout`).
+    re-measures the pick and the best fewer-steps candidate on held-out inputs (`result.heldout`). With a
+    `Sampler` for `run`, `schedulers` and `jumps` widen the search; `peak` is the PSNR value range (default: the
+    reference's).
     """
-    _check_budget(budget, full_steps)
-    hooks.hooked(model)  # raises unless attached
-    with session(model, "never", num_steps=full_steps) as s:
-        ref = run(full_steps)
-    if s.stats.flops_fraction is None:
-        raise DiffSkipError("run() made no denoiser call on the attached model; call the model you attached.")
-    residual = hooks.hooked(model).adapter.reuse == "residual"  # replayed outputs of UNet layers: see docs
-    rank = relevance(model, run, full_steps, ref)[0] if profile and residual else None
-
-    def measure(t: Trial, fn=run, target=ref) -> Trial:
-        with session(model, t.policy, num_steps=t.num_steps) as s:
-            out = fn(t.num_steps)
-        t.flops = s.stats.relative_to(full_steps)
-        t.score(out, target)
-        return t
-
+    check_budget(budget, full_steps)
+    _check_space(run, schedulers, jumps)
+    h = hooks.hooked(model)  # raises unless attached
+    sample = _as_sampler(model, run, "run")
+    ref, stats = sample.fn(Trial("never", full_steps))
+    if stats.flops_fraction is None:
+        raise DiffSkipError("the full-step run measured no denoiser FLOPs: run() made no call on the attached model "
+                            "(call the model you attached), or FLOPs counting is off.")
+    residual = h.adapter.reuse == "residual"  # replayed outputs of UNet layers: no profile (see docs)
+    rank = _rank(model, sample, full_steps, ref)[0] if profile and residual else None
+    measure = _measurer(sample, ref, full_steps, peak)
     pairs = candidates(budget, full_steps, live_share(model), skippable_units(model), rank) + list(extra or [])
-    best, table = search(measure, [Trial(p, n) for p, n in pairs], budget)
-    res = TuneResult(best.policy, best.num_steps, best.flops, best.psnr, budget, full_steps, table=table)
+    trials = [Trial(p, n, s) for p, n in pairs for s in schedulers if p == "never" or s == schedulers[0]]
+    best, table = search(measure, trials, budget)
+    if jumps:  # second stage: jumps on the best plans
+        best, table = search(measure, table + jump_trials(budget, full_steps, table, schedulers[0]), budget,
+                             done=len(table))
+    res = TuneResult(best.policy, best.num_steps, best.flops, best.psnr, budget, full_steps, best.scheduler,
+                     best.skip, table)
     if validate is not None:
-        with session(model, "never", num_steps=full_steps):
-            held_ref = validate(full_steps)
-        base = res.best_fewer_steps()
-        pick = measure(Trial(best.policy, best.num_steps), validate, held_ref)
-        fewer = measure(Trial(base.policy, base.num_steps), validate, held_ref)
-        res.heldout = {"psnr": pick.psnr, "fewer_steps_psnr": fewer.psnr, "margin_db": pick.psnr - fewer.psnr}
+        res.heldout = _heldout(res, _as_sampler(model, validate, "validate"), full_steps, peak)
     return res

@@ -7,7 +7,9 @@ import torch
 import diffskip
 from diffskip.engine.planner import Planner
 from diffskip.errors import PolicyError
+from diffskip.metrics.fidelity import mean_psnr
 from diffskip.policies import StepInfo
+from diffskip.testing import tiny_pipeline
 from test_adapters import TOY, ToyNet
 
 
@@ -113,7 +115,12 @@ def test_tune_never_loses_to_fewer_steps_and_reports_every_candidate():
     res = diffskip.tune(net, _loop(net), budget=0.5, full_steps=16, validate=_loop(net, seed=1))
     fewer = res.best_fewer_steps()
     assert fewer is not None and fewer.num_steps == 8 and fewer.policy == "never"
-    assert res.flops <= 0.5 + 1e-9 and res.psnr >= fewer.psnr  # never worse than fewer steps on calibration
+    with diffskip.session(net, "never", num_steps=16):  # the pick's numbers are what its plan really does
+        ref = _loop(net)(16)
+    with diffskip.session(net, res.policy, num_steps=res.num_steps) as s:
+        out = _loop(net)(res.num_steps)
+    assert s.stats.relative_to(16) == pytest.approx(res.flops) and res.flops <= 0.5 + 1e-9
+    assert mean_psnr(out, ref, peak=float(ref.double().max() - ref.double().min())) == pytest.approx(res.psnr, abs=1e-9)
     assert len(res.table) >= 5 and all(t.flops is not None for t in res.table if t.error is None)
     assert {t.policy.split(":")[0] for t in res.table} >= {"never", "uniform", "interval", "threshold", "profile"}
     assert set(res.heldout) == {"psnr", "fewer_steps_psnr", "margin_db"}
@@ -141,9 +148,12 @@ def test_a_plan_must_beat_fewer_steps_by_more_than_the_noise_of_its_samples():
 
 def test_tune_rejects_bad_budgets_and_unattached_models():
     net = _attach(4)
-    for bad in (0, 1.5, float("nan"), "half"):
+    for bad in (0, 1.5, float("nan"), "half", True, float("inf"), None):
         with pytest.raises(diffskip.errors.DiffSkipError, match="budget="):
             diffskip.tune(net, _loop(net), budget=bad, full_steps=10)
+    for kw in (dict(jumps=True), dict(schedulers=("own",)), dict(full_steps=True), dict(run="loop")):
+        with pytest.raises(diffskip.errors.DiffSkipError, match="need a Sampler|full_steps=True|run='loop'"):
+            diffskip.tune(net, **{"run": _loop(net), "budget": 0.5, "full_steps": 10, **kw})
     diffskip.detach(net)
     with pytest.raises(diffskip.errors.DiffSkipError, match="not attached"):
         diffskip.tune(ToyNet(), _loop(net), budget=0.5, full_steps=10)
@@ -163,7 +173,7 @@ def test_pipeline_tune_saves_a_plan_that_the_pipeline_cli_and_comfyui_load(tmp_p
 
     from diffskip.cli import main
     from diffskip.comfy import NODE_CLASS_MAPPINGS
-    from diffskip.plans import load_plan
+    from diffskip.plan_files import load_plan
 
     plan = tmp_path / "plan.json"
     assert main(["tune", "--model", "tiny-sd", "--steps", "6", "--budget", "0.5", "--prompt", "a cat",
@@ -173,8 +183,12 @@ def test_pipeline_tune_saves_a_plan_that_the_pipeline_cli_and_comfyui_load(tmp_p
     assert "plan: " in out and "3 steps never" in out  # the fewer-steps baseline is always measured
     assert data["flops"] <= 0.5 + 1e-9 and data["budget"] == 0.5 and data["full_steps"] == 6
     assert data["heldout"]["prompts"] == 1 and {"never", "uniform"} <= {t["policy"].split(":")[0] for t in data["table"]}
-    fewer = max(t["psnr"] for t in data["table"] if t["policy"] == "never" and t["flops"] <= 0.5 + 1e-9)
-    assert data["psnr"] >= fewer
+    fast = diffskip.DiffSkipPipeline(tiny_pipeline("sd"), "never")  # re-measure the plan as the tuner did
+    ref = fast(["a cat"], num_inference_steps=6, generator=[torch.Generator().manual_seed(0)], output_type="pt")
+    fast.apply_plan(plan)
+    out = fast(["a cat"], generator=[torch.Generator().manual_seed(0)], output_type="pt")
+    assert mean_psnr(out.images, ref.images, peak=1.0) == pytest.approx(data["psnr"], abs=1e-9)
+    assert fast.last_stats.relative_to(6) == pytest.approx(data["flops"])
     with pytest.raises(SystemExit) as e:  # refuses to replace it
         main(["tune", "--model", "tiny-sd", "--steps", "6", "--out", str(plan)])
     assert e.value.code == 2 and "--overwrite" in capsys.readouterr().err
@@ -190,14 +204,18 @@ def test_pipeline_tune_saves_a_plan_that_the_pipeline_cli_and_comfyui_load(tmp_p
         node.apply(object(), str(bad))
 
 
-@pytest.mark.parametrize("content,match", [("{", "cannot be read"), ('{"format": "x"}', "not a diffskip plan"),
-                                           ('{"format": "diffskip-plan/1", "policy": "interval:every=0"}', "every=0"),
-                                           ('{"format": "diffskip-plan/1", "policy": "never", "num_steps": 0}',
-                                            "num_steps=0")])
-def test_bad_plan_files_fail_with_the_reason(tmp_path, content, match):
-    from diffskip.plans import load_plan
-
-    p = tmp_path / "p.json"
-    p.write_text(content)
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(prompts="abc"), r"prompts='abc' is invalid; allowed: a non-empty list of strings"),
+    (dict(prompts=["a cat", 3]), "prompts="), (dict(prompts=[]), "prompts="),
+    (dict(heldout="a dog"), "heldout='a dog'"),
+    (dict(budget=True), r"budget=True is invalid"), (dict(budget=float("inf")), "budget=inf"),
+    (dict(num_inference_steps=0), r"num_inference_steps=0 is invalid; allowed: an int >= 2"),
+    (dict(num_inference_steps=True), "num_inference_steps=True"), (dict(num_inference_steps=6.0), "=6.0"),
+    (dict(schedulers=[]), r"schedulers=\[\] is invalid"), (dict(schedulers="own"), "schedulers='own'"),
+    (dict(seed="0"), "seed='0'"), (dict(jumps=1), "jumps=1")])
+def test_pipeline_tune_refuses_bad_inputs_before_generating(kwargs, match):
+    fast = diffskip.DiffSkipPipeline(tiny_pipeline("sd"), "never")
+    args = {"prompts": ["a cat"], "budget": 0.5, "num_inference_steps": 6, **kwargs}
     with pytest.raises(diffskip.errors.DiffSkipError, match=match):
-        load_plan(p)
+        fast.tune(**args)
+    assert fast.last_stats is None  # nothing ran

@@ -40,7 +40,6 @@ def test_pipeline_never_exact_interval_cheaper_detach_exact(kind):
     assert (run(kind, pipe) == base).all()  # the wrapped pipeline stays unaccelerated and exact
     plain = fast.detach()
     assert plain is pipe and (run(kind, pipe) == base).all()
-    print(kind, st)
 
 
 def test_from_pipe_original_full_cost_wrapper_accelerated():

@@ -247,7 +247,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run `diffskip generate` and print its one-line summary (exit status 1 when prompt rows were bad)."""
     if args.plan is not None:  # a bad plan fails before the model loads
-        from ..plans import load_plan
+        from ..plan_files import load_plan
         from ..policies import parse
 
         if args.policy != str(parse(DEFAULT_POLICY)):

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise UsageError(f"--out {out} exists; allowed: a new file, or add --overwrite to replace it.")
     schedulers = tuple(s.strip() for s in args.schedulers.split(",") if s.strip())
-    from ..plans import SCHEDULERS
+    from ..plan_files import SCHEDULERS
 
     if not schedulers or set(schedulers) - set(SCHEDULERS):
         raise UsageError(f"--schedulers {args.schedulers!r}: allowed: a comma-separated subset of {list(SCHEDULERS)}.")

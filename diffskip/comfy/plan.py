@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import assets
 from ..errors import DiffSkipError, short
-from ..plans import load_plan
+from ..plan_files import load_plan
 from ..policies import parse
 from .patch import apply_policy, expect_steps
 

@@ -1,0 +1,62 @@
+"""The tuner's search space: which (policy, steps) candidates to measure for a FLOPs budget.
+
+Used by `diffskip.tuning.tune`, the one search.
+"""
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from .engine import hooks
+from .engine.session import resolve_span
+from .errors import DiffSkipError
+from .policies import FINAL, parse
+
+__all__ = ["live_share", "skippable_units", "candidates"]
+
+
+def live_share(model: nn.Module) -> float:
+    """Share of a full denoiser call's FLOPs in the units that always compute (measured, default head/tail)."""
+    h = hooks.hooked(model)
+    if not h.flops:
+        raise DiffSkipError("no FLOPs measured on this model yet; run it once in a session with count_flops=True.")
+    total, per_unit = next(iter(h.flops.values()))
+    head, tail = resolve_span(parse("interval"), h.adapter, len(h.units), type(h.model).__name__)
+    skippable = sum(v for i, v in per_unit.items() if head <= i < len(h.units) - tail)
+    return max(0.0, min(1.0, 1 - skippable / total))
+
+
+def skippable_units(model: nn.Module) -> int:
+    """Skippable units of an attached model under the adapter's default head/tail."""
+    h = hooks.hooked(model)
+    return len(h.units) - sum(resolve_span(parse("profile"), h.adapter, len(h.units), type(h.model).__name__))
+
+
+def candidates(budget: float, full_steps: int, live: float, num_units: int, rank: str | None = None,
+               final: int = FINAL) -> list[tuple[str, int]]:
+    """Return (policy spec, steps) pairs near the budget: fewer steps, then caching at a few step counts."""
+    steps_budget = budget * full_steps
+    fewer = max(1, int(steps_budget + 1e-9))
+    out = [("never", fewer)]
+    counts = sorted({min(full_steps, max(fewer + 1, round(steps_budget / p))) for p in (0.85, 0.7, 0.55, 0.45)}
+                    | {full_steps})
+    for n in counts:
+        if n <= fewer:
+            continue
+        p = steps_budget / n  # per-step FLOPs fraction allowed
+        c = (p - live) / (1 - live)  # share of the skippable unit-steps that may compute
+        if c <= 0:
+            continue
+        c_between = (c * n - 1 - final) / max(1, n - 1 - final)  # between step 0 and the final steps
+        if c_between <= 0:
+            continue
+        out.append((f"uniform:speedup={round(1 / c * 0.98, 3)},forecast=1", n))
+        every = math.ceil(1 / c_between)
+        for k in sorted({max(2, every - 1), max(2, every)}):  # the budget filter keeps what fits
+            out.append((f"interval:every={k},forecast=1", n))
+        out.append((f"threshold:target={round(min(1.0, max(0.01, c_between * 0.9)), 3)},forecast=1", n))
+        if rank is not None:
+            keep = int(c_between * num_units)
+            out.append((f"profile:rank={rank},keep={keep},forecast=1", n))
+    return out
