@@ -182,7 +182,8 @@ class DiffSkipPipeline:
         if name == "policy":
             value = parse(value)
             h = hooks.hooked(self.denoiser)
-            resolve_span(value, h.adapter, len(h.units), type(h.model).__name__)  # head/tail fit: check now
+            if h.adapter is not None:  # else the units are detected on the first call, which checks the policy
+                resolve_span(value, h.adapter, len(h.units), type(h.model).__name__)  # head/tail fit: check now
         if name in _OWN:
             self.__dict__[name] = value
         else:

@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 def resolve_span(policy: Policy, adapter, num_units: int, model_name: str) -> tuple[int, int]:
     """Return the (head, tail) units that always compute for this policy on this model, or raise."""
+    if adapter is None:
+        raise SessionError(f"the units of {model_name} are detected on its first call (no registered adapter); "
+                           f"call the model or pipeline once first, or register an adapter with diffskip.register.")
     head = adapter.head if policy.head is None else policy.head
     if policy.head is None and policy.needs_drift:  # the first unit is the drift probe
         head = max(head, 1)
