@@ -10,7 +10,8 @@ import torch
 from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, T5Config,
                           T5EncoderModel, T5Tokenizer)
 
-__all__ = ["clip_tokenizer", "t5_tokenizer", "tiny_pipeline", "PIPELINES"]
+__all__ = ["clip_tokenizer", "t5_tokenizer", "tiny_pipeline", "tiny_clip_text", "tiny_t5", "tiny_vae", "tiny_unet",
+           "PIPELINES"]
 
 
 def clip_tokenizer() -> CLIPTokenizer:
@@ -34,19 +35,22 @@ def t5_tokenizer() -> T5Tokenizer:
     return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=64)
 
 
-def _clip_text(projection: bool = False, hidden: int = 32):
+def tiny_clip_text(projection: bool = False, hidden: int = 32):
+    """Return a tiny random CLIP text encoder (with a projection head for SDXL's second encoder)."""
     cfg = CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=hidden, intermediate_size=37,
                          num_attention_heads=4, num_hidden_layers=2, vocab_size=1000, projection_dim=32,
                          max_position_embeddings=77)
     return (CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg).eval()
 
 
-def _t5():
+def tiny_t5():
+    """Return a tiny random T5 encoder."""
     return T5EncoderModel(T5Config(vocab_size=200, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
                                    decoder_start_token_id=0)).eval()
 
 
-def _vae(latent: int = 4, **kw):
+def tiny_vae(latent: int = 4, **kw):
+    """Return a tiny random AutoencoderKL (extra config fields in kw)."""
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(block_out_channels=(32, 32), in_channels=3, out_channels=3, latent_channels=latent,
@@ -54,7 +58,8 @@ def _vae(latent: int = 4, **kw):
                          norm_num_groups=16, sample_size=16, **kw).eval()
 
 
-def _unet(**kw):
+def tiny_unet(**kw):
+    """Return a tiny random UNet2DConditionModel (extra config fields in kw)."""
     from diffusers import UNet2DConditionModel
 
     cfg = dict(block_out_channels=(32, 32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
@@ -68,7 +73,7 @@ def _unet(**kw):
 def _sd(kind: str):
     import diffusers as d
 
-    comps = dict(vae=_vae(), text_encoder=_clip_text(), tokenizer=clip_tokenizer(), unet=_unet(),
+    comps = dict(vae=tiny_vae(), text_encoder=tiny_clip_text(), tokenizer=clip_tokenizer(), unet=tiny_unet(),
                  scheduler=d.DDIMScheduler(steps_offset=1, beta_schedule="scaled_linear", beta_start=0.00085,
                                            beta_end=0.012, clip_sample=False, set_alpha_to_one=False),
                  safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -85,9 +90,9 @@ def _sd(kind: str):
 def _sdxl():
     import diffusers as d
 
-    unet = _unet(addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=80,
+    unet = tiny_unet(addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=80,
                  cross_attention_dim=64, use_linear_projection=True)
-    return d.StableDiffusionXLPipeline(vae=_vae(), text_encoder=_clip_text(), text_encoder_2=_clip_text(True),
+    return d.StableDiffusionXLPipeline(vae=tiny_vae(), text_encoder=tiny_clip_text(), text_encoder_2=tiny_clip_text(True),
                                        tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(), unet=unet,
                                        scheduler=d.EulerDiscreteScheduler(steps_offset=1))
 
@@ -100,7 +105,7 @@ def _pixart():
                                     out_channels=8, attention_bias=True, activation_fn="gelu-approximate",
                                     num_embeds_ada_norm=1000, norm_type="ada_norm_single",
                                     norm_elementwise_affine=False, norm_eps=1e-6).eval()
-    return d.PixArtAlphaPipeline(tokenizer=t5_tokenizer(), text_encoder=_t5(), vae=_vae(), transformer=tr,
+    return d.PixArtAlphaPipeline(tokenizer=t5_tokenizer(), text_encoder=tiny_t5(), vae=tiny_vae(), transformer=tr,
                                  scheduler=d.DDIMScheduler())
 
 
@@ -109,7 +114,7 @@ def _dit():
 
     tr = d.DiTTransformer2DModel(sample_size=8, num_layers=4, patch_size=2, attention_head_dim=8,
                                  num_attention_heads=2, in_channels=4, out_channels=8, num_embeds_ada_norm=1000).eval()
-    return d.DiTPipeline(transformer=tr, vae=_vae(), scheduler=d.DDIMScheduler(),
+    return d.DiTPipeline(transformer=tr, vae=tiny_vae(), scheduler=d.DDIMScheduler(),
                          id2label={i: f"class{i}" for i in range(10)})
 
 
@@ -119,8 +124,8 @@ def _sd3():
     tr = d.SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, num_layers=4, attention_head_dim=8,
                                  num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32,
                                  pooled_projection_dim=64, out_channels=4).eval()
-    return d.StableDiffusion3Pipeline(transformer=tr, vae=_vae(shift_factor=0.0), text_encoder=_clip_text(True),
-                                      text_encoder_2=_clip_text(True), text_encoder_3=_t5(),
+    return d.StableDiffusion3Pipeline(transformer=tr, vae=tiny_vae(shift_factor=0.0), text_encoder=tiny_clip_text(True),
+                                      text_encoder_2=tiny_clip_text(True), text_encoder_3=tiny_t5(),
                                       tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(),
                                       tokenizer_3=t5_tokenizer(), scheduler=d.FlowMatchEulerDiscreteScheduler())
 
@@ -132,7 +137,7 @@ def _flux(kind: str):
                                   attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
                                   pooled_projection_dim=32, axes_dims_rope=(4, 4, 8)).eval()
     cls = d.FluxImg2ImgPipeline if kind == "flux-img2img" else d.FluxPipeline
-    return cls(transformer=tr, vae=_vae(shift_factor=0.0), text_encoder=_clip_text(), text_encoder_2=_t5(),
+    return cls(transformer=tr, vae=tiny_vae(shift_factor=0.0), text_encoder=tiny_clip_text(), text_encoder_2=tiny_t5(),
                tokenizer=clip_tokenizer(), tokenizer_2=t5_tokenizer(), scheduler=d.FlowMatchEulerDiscreteScheduler())
 
 

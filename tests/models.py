@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import diffusers as d
-from diffskip.testing import _unet
+from diffskip.testing import tiny_unet
 
 B_TXT = 5  # text tokens
 
@@ -17,9 +17,9 @@ def _text(b, dim):
 def build(kind: str) -> nn.Module:
     torch.manual_seed(0)
     if kind == "unet-sd":
-        return _unet()
+        return tiny_unet()
     if kind == "unet-sdxl":
-        return _unet(addition_embed_type="text_time", addition_time_embed_dim=8, cross_attention_dim=64,
+        return tiny_unet(addition_embed_type="text_time", addition_time_embed_dim=8, cross_attention_dim=64,
                      projection_class_embeddings_input_dim=80, use_linear_projection=True)
     if kind == "unet2d":
         return d.UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(16, 32, 32),

@@ -8,7 +8,7 @@ from transformers import PreTrainedTokenizerFast, T5Config, UMT5EncoderModel
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 import diffusers as d
-from diffskip.testing import PIPELINES as TINY, _clip_text, _t5, _vae, clip_tokenizer, t5_tokenizer
+from diffskip.testing import PIPELINES as TINY, clip_tokenizer, t5_tokenizer, tiny_clip_text, tiny_t5, tiny_vae
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<s>", "</s>", "<|begin_of_text|>", "<|eot_id|>"]
 
@@ -68,7 +68,7 @@ def ltx():
     tr = d.LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
                                       num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16, num_layers=3,
                                       caption_channels=32).eval()
-    return d.LTXPipeline(scheduler=flow_scheduler(), vae=vae, text_encoder=_t5(), tokenizer=t5_tokenizer(),
+    return d.LTXPipeline(scheduler=flow_scheduler(), vae=vae, text_encoder=tiny_t5(), tokenizer=t5_tokenizer(),
                          transformer=tr)
 
 
@@ -81,7 +81,7 @@ def cogvideox():
                                        time_embed_dim=2, text_embed_dim=32, num_layers=3, sample_width=2,
                                        sample_height=2, sample_frames=9, patch_size=2, temporal_compression_ratio=4,
                                        max_text_seq_length=16).eval()
-    return d.CogVideoXPipeline(tokenizer=t5_tokenizer(), text_encoder=_t5(), vae=vae, transformer=tr,
+    return d.CogVideoXPipeline(tokenizer=t5_tokenizer(), text_encoder=tiny_t5(), vae=vae, transformer=tr,
                                scheduler=d.CogVideoXDDIMScheduler())
 
 
@@ -92,7 +92,7 @@ def animatediff():
                                   norm_num_groups=8).eval()
     adapter = d.MotionAdapter(block_out_channels=(16, 32), motion_layers_per_block=1, motion_norm_num_groups=8,
                               motion_num_attention_heads=2, motion_max_seq_length=8)
-    return d.AnimateDiffPipeline(vae=_vae(), text_encoder=_clip_text(), tokenizer=clip_tokenizer(), unet=unet,
+    return d.AnimateDiffPipeline(vae=tiny_vae(), text_encoder=tiny_clip_text(), tokenizer=clip_tokenizer(), unet=unet,
                                  motion_adapter=adapter, feature_extractor=None, image_encoder=None,
                                  scheduler=d.DDIMScheduler(steps_offset=1, beta_schedule="linear", clip_sample=False))
 
@@ -103,7 +103,7 @@ def latte():
                                    out_channels=8, attention_bias=True, activation_fn="gelu-approximate",
                                    num_embeds_ada_norm=1000, norm_type="ada_norm_single",
                                    norm_elementwise_affine=False, norm_eps=1e-6, video_length=2).eval()
-    return d.LattePipeline(tokenizer=t5_tokenizer(), text_encoder=_t5(), vae=_vae(), transformer=tr,
+    return d.LattePipeline(tokenizer=t5_tokenizer(), text_encoder=tiny_t5(), vae=tiny_vae(), transformer=tr,
                            scheduler=d.DDIMScheduler())
 
 
@@ -148,10 +148,10 @@ def hidream():
                                           num_activated_experts=2, axes_dims_rope=(4, 2, 2), max_resolution=(32, 32),
                                           llama_layers=(0, 1), force_inference_output=True).eval()
     tok4 = bpe_tokenizer(eos_token="<|eot_id|>", bos_token="<|begin_of_text|>")
-    pipe = d.HiDreamImagePipeline(scheduler=flow_scheduler(), vae=_vae(shift_factor=0.0),
-                                  text_encoder=_clip_text(True), tokenizer=clip_tokenizer(),
-                                  text_encoder_2=_clip_text(True), tokenizer_2=clip_tokenizer(),
-                                  text_encoder_3=_t5(), tokenizer_3=t5_tokenizer(), text_encoder_4=llama,
+    pipe = d.HiDreamImagePipeline(scheduler=flow_scheduler(), vae=tiny_vae(shift_factor=0.0),
+                                  text_encoder=tiny_clip_text(True), tokenizer=clip_tokenizer(),
+                                  text_encoder_2=tiny_clip_text(True), tokenizer_2=clip_tokenizer(),
+                                  text_encoder_3=tiny_t5(), tokenizer_3=t5_tokenizer(), text_encoder_4=llama,
                                   tokenizer_4=tok4, transformer=tr)
     pipe.default_sample_size = 16  # its resolution rescaling targets default_sample_size**2 latent pixels
     return pipe

@@ -128,10 +128,10 @@ def test_calibration_picks_deepest_step_above_threshold():
 def test_fit_from_images_uses_scaled_posterior_samples():
     from types import SimpleNamespace
 
-    from diffskip.testing import _vae
+    from diffskip.testing import tiny_vae
 
     torch.manual_seed(0)
-    vae = _vae()
+    vae = tiny_vae()
     images = torch.randint(0, 256, (200, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     st = fit_from_images(SimpleNamespace(vae=vae), images, rank=256)
     with torch.no_grad():
