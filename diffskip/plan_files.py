@@ -125,7 +125,7 @@ def _trying(fast: Any) -> Iterator[None]:
 
 def _sampler(fast: Any, base: Any, prompts: list[str], seed: int, call: dict) -> Sampler:
     """The pipeline's `run`: generate `prompts` (seeded per prompt) with a trial's scheduler, policy and jump;
-    images in [0, 1] and the call's stats."""
+    images (or video frames) in [0, 1] and the call's stats."""
     from .analytic import GaussianSkip
 
     def run(t: Trial):
@@ -134,8 +134,8 @@ def _sampler(fast: Any, base: Any, prompts: list[str], seed: int, call: dict) ->
         fast.policy = t.policy
         fast.skip = GaussianSkip(fast.gaussian_stats(), t.skip) if t.skip else None
         gens = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
-        out = fast(prompts, num_inference_steps=t.num_steps, generator=gens, output_type="pt", **call).images
-        return out, fast.last_stats
+        out = fast(prompts, num_inference_steps=t.num_steps, generator=gens, output_type="pt", **call)
+        return (out.frames if hasattr(out, "frames") else out.images), fast.last_stats  # video: (B, F, C, H, W)
     return Sampler(run)
 
 
