@@ -55,7 +55,7 @@ def test_one_node_per_policy_with_inputs_generated_from_the_dataclass():
     assert interval["end"][1]["default"] == -1  # None in the dataclass
 
 
-@pytest.mark.parametrize("kind,units,skippable", [("unet", 15, 14), ("flux", 4, 3), ("pixart", 4, 3),
+@pytest.mark.parametrize("kind,units,skippable", [("unet", 15, 14), ("flux", 6, 5), ("pixart", 4, 3),
                                                       ("sd3", 4, 3)])
 def test_policy_node_patches_a_clone_only_and_counts_exactly(kind, units, skippable):
     p = fc.patcher(kind)

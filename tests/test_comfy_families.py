@@ -79,7 +79,7 @@ def test_wan22_image_to_video_per_frame_timesteps_advance_the_step_clock():
 
 def test_the_refiners_single_stream_and_vace_blocks_stay_live():
     for kind, live in (("lumina2", ("noise_refiner", "context_refiner")), ("hidream", ("single_stream_blocks",)),
-                       ("hunyuan_video", ("single_blocks",)), ("wan_vace", ("vace_blocks",))):
+                       ("wan_vace", ("vace_blocks",))):
         p = fc.patcher(kind)
         net = p.model.diffusion_model
         runs = []
@@ -88,6 +88,19 @@ def test_the_refiners_single_stream_and_vace_blocks_stay_live():
                 next(block.children()).register_forward_hook(lambda m, a, o: runs.append(1))
         fc.sample(_node("DiffSkipInterval", p, every=3))
         assert len(runs) == 6 * sum(len(getattr(net, name)) for name in live)  # every step, whatever the policy
+
+
+def test_flux_style_single_stream_blocks_are_cached_with_their_own_stream():
+    for kind in ("flux", "hunyuan_video"):  # double blocks return (img, txt); single blocks take and return x
+        p = fc.patcher(kind)
+        net = p.model.diffusion_model
+        runs = []
+        for block in net.single_blocks:
+            next(block.children()).register_forward_hook(lambda m, a, o: runs.append(1))
+        fast = _node("DiffSkipInterval", p, every=3)
+        fc.sample(fast)
+        assert len(runs) == 3 * len(net.single_blocks)  # steps 0, 3 and the final step 5 of 6
+        assert dc.last_stats(fast).num_units == len(net.double_blocks) + len(net.single_blocks)
 
 
 def test_cosmos1_general_dit_is_refused_with_the_register_line():

@@ -20,9 +20,10 @@ UNET = Adapter(units=("input_blocks.1:.*", "middle_block.*", "output_blocks.:-1.
 register("comfy:UNetModel", UNET)
 
 # Flux-style DiTs: double-stream blocks take img= and txt= by keyword and return (img, txt), updating img in
-# place (the session clones the input before taking the residual). Single-stream blocks take one
-# concatenated stream under another name, so they stay live: one adapter has one stream layout.
-FLUX = Adapter(units=("double_blocks",), reuse="residual", streams=("img", "txt"), head=1, timestep="timestep")
+# place (the session clones the input before taking the residual). Single-stream blocks take the concatenated
+# stream as x and return it: their own stream spec (list_streams).
+FLUX = Adapter(units=("double_blocks", "single_blocks"), reuse="residual", streams=("img", "txt"), head=1,
+               timestep="timestep", list_streams=(("single_blocks", "x"),))
 register("comfy:Flux", FLUX)
 register("comfy:Chroma", FLUX)
 
@@ -51,7 +52,7 @@ register("comfy:HunYuanDiT", Adapter(units=("blocks",), reuse="residual", stream
 register("comfy:MiniTrainDIT", Adapter(units=("blocks",), reuse="residual", streams="x_B_T_H_W_D",
                                        timestep="timesteps"))  # Cosmos Predict2; x stays (B, T, H, W, D)
 # Two streams: (image, text) by keyword, in the order each block returns them.
-register("comfy:HunyuanVideo", FLUX)  # Flux's DoubleStreamBlock; single-stream blocks run live
+register("comfy:HunyuanVideo", FLUX)  # Flux's double- and single-stream blocks
 register("comfy:QwenImageTransformer2DModel",
          Adapter(units=("transformer_blocks",), reuse="residual",
                  streams=("encoder_hidden_states", "hidden_states"), timestep="timestep"))  # returns (txt, img)
