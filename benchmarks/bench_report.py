@@ -69,7 +69,11 @@ def table(title: str, rows: dict[str, dict], verdict: dict[str, str], spread: fl
             out.append(f"| {family} | {setting} | {REFUSED}: {r['error'].replace('|', '/')} | | | | | | | | | |")
             continue
         full = "exact" if r["psnr"] >= 100 else f"{r['psnr']:.2f}"
-        conv = (f"{r['psnr_conv']:.2f} ± {paired_margin(r['psnr_conv_images'], [0.0] * len(r['psnr_conv_images']))[1]:.2f}" if "psnr_conv" in r else "-")
+        if "psnr_conv" in r:
+            margin = paired_margin(r["psnr_conv_images"], [0.0] * len(r["psnr_conv_images"]))[1]
+            conv = f"{r['psnr_conv']:.2f} ± {margin:.2f}"
+        else:
+            conv = "-"
         fd_conv = f"{r['fd_conv']:.3f} ± {r['fd_conv_spread']:.3f}" if "fd_conv" in r else "-"
         out.append(f"| {family} | {setting or '-'} | {r['flops_fraction']:.3f} | {r['speedup']:.2f}x | "
                    f"{r['denoiser_speedup']:.2f}x | {conv} | {full} | {r['ssim']:.3f} | {r['fd']:.3f} | "

@@ -143,8 +143,9 @@ def run(name: str, n: int, out: Path, retune: bool = False) -> dict:
         flops = results["rows"][f"default {spec}"]["flops"]
         if spec in DEFAULTS:
             levels.add(round(flops, 3))
+    # at or under, at or over
     for level, steps in sorted({(lv, s) for lv in levels for s in
-                                 (max(1, int(lv * full + 1e-9)), math.ceil(lv * full - 1e-9))}):  # at or under, at or over
+                                 (max(1, int(lv * full + 1e-9)), math.ceil(lv * full - 1e-9))}):
         for sched in ("own", "dpm++"):
             label = f"fewer steps: {steps} [{sched}]"
             if label not in results["rows"]:

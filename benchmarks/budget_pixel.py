@@ -93,8 +93,9 @@ def run(n: int, out: Path, retune: bool = False) -> dict:
         print(f"tuned {budget}: {t}", flush=True)
         imgs, flops = render(unet, ddim, t.policy, t.num_steps, seeds)
         score(f"tuned plan @{budget}: {t.num_steps} steps {t.policy}", imgs, flops)
+    # at or under, at or over
     for level, steps in sorted({(lv, s) for lv in levels for s in
-                                 (max(1, int(lv * FULL + 1e-9)), math.ceil(lv * FULL - 1e-9))}):  # at or under, at or over
+                                 (max(1, int(lv * FULL + 1e-9)), math.ceil(lv * FULL - 1e-9))}):
         for name, sched in (("ddim", ddim), ("dpm++", dpm)):
             label = f"fewer steps: {steps} [{name}]"
             if label not in res["rows"]:

@@ -22,7 +22,8 @@ def table(res: dict) -> str:
             f"fewer steps |\n|---|---|---|---|---|---|\n")
     order = sorted(rows, key=lambda k: (-rows[k]["flops"], k))
     body = "".join(f"| {k} | {r['flops']:.3f} | {r['psnr_converged']:.2f} | {min(r['psnr_full'], 100):.2f} | "
-                   f"{r['fd']:.2f} | {_verdict(r, rows) if not k.startswith(('fewer', 'full', 'conv', 'ref')) else ''} |\n"
+                   f"{r['fd']:.2f} | "
+                   f"{_verdict(r, rows) if not k.startswith(('fewer', 'full', 'conv', 'ref')) else ''} |\n"
                    for k, r in ((k, rows[k]) for k in order))
     tuned = "".join(f"- budget {b}: picked `{t['num_steps']} steps {t['policy']}`"
                     + (f" with {t['scheduler']}" if t.get("scheduler") else "")

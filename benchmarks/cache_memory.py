@@ -58,8 +58,9 @@ def main() -> None:
                              f"{r['cache_mb']:.1f} | {r['ratio']:.2f} |")
                 print(lines[-1], flush=True)
                 Path(args.out + ".json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
-    head = (f"# Cache memory\n\nPeak RSS of one process per cell, CPU, one prompt x 3 steps at guidance 4 (CFG batch 2), "
-            f"float32; `python -m benchmarks.cache_memory`. Target (issue #24): `interval` at most 1.15x `never`.\n\n")
+    head = ("# Cache memory\n\nPeak RSS of one process per cell, CPU, one prompt x 3 steps at guidance 4 "
+            "(CFG batch 2), float32; `python -m benchmarks.cache_memory`. "
+            "Target (issue #24): `interval` at most 1.15x `never`.\n\n")
     Path(args.out + ".md").write_text(head + "\n".join(lines) + "\n", encoding="utf-8")
 
 

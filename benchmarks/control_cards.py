@@ -32,9 +32,11 @@ Base: the embedded `fashion-pixart` (frozen). Load with
 | class | {cfg.get('_class_name', '?')} |
 | config | `{json.dumps(shown)}` |
 | parameters | {training.get('params')} |
-| data | {training.get('n_train')} Fashion-MNIST train images (seeded subset), captions from the train templates, 10% dropped to "" |
+| data | {training.get('n_train')} Fashion-MNIST train images (seeded subset), \
+captions from the train templates, 10% dropped to "" |
 | condition | {training.get('condition')}: thresholded Sobel magnitude (> 1.0 on [0, 1] gray), computed in torch |
-| steps x batch | {training.get('steps')} x {training.get('batch_size')} (AdamW, lr {training.get('lr')}, warm-up 50, clip 1.0) |
+| steps x batch | {training.get('steps')} x {training.get('batch_size')} \
+(AdamW, lr {training.get('lr')}, warm-up 50, clip 1.0) |
 | seed | {training.get('seed')} |
 | device, wall time | {training.get('device')}, {training.get('wall_s')} s (one shared CPU core) |
 | final loss | {training.get('final_loss')} (epsilon MSE, mean of the last 25 steps) |

@@ -58,11 +58,14 @@ def targets_md(path: Path = Path("docs/control_table.json")) -> str:
     yes = lambda ok: "met" if ok else "**not met**"  # noqa: E731
     return "\n".join([
         "| target | measured | |", "|---|---|---|",
-        f"| added parameters <= 20% of the ControlNet's | {rc['params']:,} / {cn['params']:,} = {p:.1%} | {yes(p <= 0.2)} |",
-        f"| added FLOPs <= 20% of the ControlNet's | {rc['flops_added'] / 1e6:.1f} / {cn['flops_added'] / 1e6:.1f} MFLOPs = {f:.1%} | {yes(f <= 0.2)} |",
+        f"| added parameters <= 20% of the ControlNet's | {rc['params']:,} / {cn['params']:,} = {p:.1%} "
+        f"| {yes(p <= 0.2)} |",
+        f"| added FLOPs <= 20% of the ControlNet's | {rc['flops_added'] / 1e6:.1f} / {cn['flops_added'] / 1e6:.1f} "
+        f"MFLOPs = {f:.1%} | {yes(f <= 0.2)} |",
         f"| edge F1 >= the ControlNet's | {rc['edge_f1']:.3f} vs {cn['edge_f1']:.3f} | {yes(f1_ok)} |",
         f"| Hausdorff <= the ControlNet's | {rc['hausdorff']:.2f} vs {cn['hausdorff']:.2f} px | {yes(hd_ok)} |",
-        f"| FD within the seed spread of the ControlNet's | {rc['fd']:.2f} vs {cn['fd']:.2f} (std up to {spread:.2f}) | {yes(fd_ok)} |"])
+        f"| FD within the seed spread of the ControlNet's | {rc['fd']:.2f} vs {cn['fd']:.2f} "
+        f"(std up to {spread:.2f}) | {yes(fd_ok)} |"])
 
 
 if __name__ == "__main__":

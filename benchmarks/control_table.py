@@ -65,7 +65,8 @@ def evaluate_row(pipe, judge, tokens, name, folder, policy, seeds, root: Path) -
            "fd": statistics.fmean(fds), "fd_std": statistics.stdev(fds) if len(fds) > 1 else 0.0,
            **{k: statistics.fmean(r[k] for r in runs) for k in ("edge_f1", "hausdorff", "clip", "accuracy", "seconds")},
            "params": 0 if model is None else sum(p.numel() for p in model.parameters()),
-           "flops_added": 0 if model is None else flops_per_call(pipe, model, tokens) - flops_per_call(pipe, None, None),
+           "flops_added": (0 if model is None
+                           else flops_per_call(pipe, model, tokens) - flops_per_call(pipe, None, None)),
            "call_seconds": call_seconds(pipe, model, tokens), "base_flops_fraction": flops_fraction}
     return row, images0
 

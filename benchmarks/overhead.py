@@ -50,7 +50,8 @@ def main() -> None:
     flops = {m: executed_flops(path, m, cfg, prompts) for m in methods}
     times = time_interleaved(lambda: load_pipeline(path), methods, prompts, cfg)
     rows = derive({m: {"flops_first_batch": flops[m], **times[m]} for m in methods})
-    lines = [f"{args.pipeline}, {args.steps} steps, batch {args.batch}, {args.repeats} round-robin repeats, 1 thread", "",
+    lines = [f"{args.pipeline}, {args.steps} steps, batch {args.batch}, {args.repeats} round-robin repeats, "
+             "1 thread", "",
              "| method | FLOPs frac | denoiser s | denoiser speed-up | overhead ratio |", "|---|---|---|---|---|"]
     lines += [f"| {m} | {r['flops_fraction']:.3f} | {r['denoiser_seconds']:.3f} | {r['denoiser_speedup']:.2f}x | "
               f"{r['overhead_ratio']:.2f} |" for m, r in rows.items()]

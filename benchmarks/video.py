@@ -73,7 +73,8 @@ def quality(out: Path, step_counts: tuple[int, ...] = (20, 50)) -> list[dict]:
             flops = fast.last_stats.relative_to(n)
             rows.append(_row(name, steps, flops, [psnr(g, f, peak=1.0) for g, f in zip(got, full)]))
             k = max(1, round(flops * n))
-            rows.append(_row(f"fewer steps ({k})", k, k / n, [psnr(_frames(base, p, k), f, peak=1.0) for p, f in zip(PROMPTS, full)]))
+            rows.append(_row(f"fewer steps ({k})", k, k / n,
+                             [psnr(_frames(base, p, k), f, peak=1.0) for p, f in zip(PROMPTS, full)]))
             print(rows[-2], rows[-1], flush=True)
         fast.detach()
     out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
@@ -113,7 +114,8 @@ def overhead(repeats: int = 3) -> dict:
 def report(out: str) -> str:
     """Write docs/bench_video.md from the quality and overhead JSONs."""
     lines = ["# Video: caching on a Wan-style pipeline", "", __doc__.split("\n\n", 1)[1].strip(), "",
-             "| steps | method | run steps | FLOPs (of the full run) | PSNR to the full run (dB) |", "|---|---|---|---|---|"]
+             "| steps | method | run steps | FLOPs (of the full run) | PSNR to the full run (dB) |",
+             "|---|---|---|---|---|"]
     q = Path(out + "_quality.json")
     for r in json.loads(q.read_text(encoding="utf-8")) if q.is_file() else []:
         full = r["steps"] if not r["method"].startswith("fewer") else round(r["steps"] / r["flops"])

@@ -13,8 +13,8 @@ _NAMES = {  # public name -> module that defines it
     "DiffSkipPipeline": "pipeline", "attach": "engine.hooks", "detach": "engine.hooks",
     "session": "engine.session", "register": "adapters", "Adapter": "adapters", "register_policy": "policies",
     "parse": "policies", "Policy": "policies", "Never": "policies", "Interval": "policies",
-    "Uniform": "policies", "Profile": "policies", "Threshold": "policies", "Mask": "policies", "GaussianSkip": "analytic",
-    "GaussianStats": "analytic", "tune": "tuning", "relevance": "tuning",
+    "Uniform": "policies", "Profile": "policies", "Threshold": "policies", "Mask": "policies",
+    "GaussianSkip": "analytic", "GaussianStats": "analytic", "tune": "tuning", "relevance": "tuning",
 }
 __all__ = list(_NAMES)
 

@@ -90,9 +90,10 @@ def _sd(kind: str):
 def _sdxl():
     import diffusers as d
 
-    unet = tiny_unet(addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=80,
-                 cross_attention_dim=64, use_linear_projection=True)
-    return d.StableDiffusionXLPipeline(vae=tiny_vae(), text_encoder=tiny_clip_text(), text_encoder_2=tiny_clip_text(True),
+    unet = tiny_unet(addition_embed_type="text_time", addition_time_embed_dim=8,
+                     projection_class_embeddings_input_dim=80, cross_attention_dim=64, use_linear_projection=True)
+    return d.StableDiffusionXLPipeline(vae=tiny_vae(), text_encoder=tiny_clip_text(),
+                                       text_encoder_2=tiny_clip_text(True),
                                        tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(), unet=unet,
                                        scheduler=d.EulerDiscreteScheduler(steps_offset=1))
 

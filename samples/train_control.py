@@ -1,5 +1,6 @@
-"""Train a control branch on the embedded fashion-pixart: python samples/train_control.py {relevance,controlnet,relactrl,uniform}.
+"""Train a control branch on the embedded fashion-pixart.
 
+Usage: python samples/train_control.py {relevance,controlnet,relactrl,uniform}.
 Resumes from runs/control/<name>/ckpt.pt; seeded; the budget is a fixed number of steps, the same for every model.
 """
 from __future__ import annotations

@@ -38,7 +38,8 @@ def test_method_specs_parse_and_reject_unknowns():
     assert parse_method("cachedit/threshold=0.1,taylor=1") == ("cachedit", {"threshold": "0.1", "taylor": "1"})
     with pytest.raises(MethodError, match=r"unknown method family 'teacache'.*known: \['cachedit'"):
         parse_method("teacache/threshold=0.1")
-    with pytest.raises(MethodError, match=r"unknown key\(s\) \['every'\] for deepcache; allowed: \['branch', 'interval'\]"):
+    with pytest.raises(MethodError,
+                       match=r"unknown key\(s\) \['every'\] for deepcache; allowed: \['branch', 'interval'\]"):
         parse_method("deepcache/every=3")
     with pytest.raises(ValueError, match="methods must start with 'none'"):
         BenchConfig(pipeline="x", steps=4, methods=["diffskip/never"])
@@ -101,7 +102,8 @@ def test_runner_records_refusals_resumes_and_reports(tmp_path, monkeypatch):
     if "error" in fbc:  # a refused peer is reported as refused, with the exception's type
         assert f"| fbc | threshold=0.05 | refused: {fbc['error'].split(':')[0]}" in md and "| fbc | refused |" in md
     assert "| deepcache | 0/1 |" in md  # the summary: beaten / rows
-    assert f"| fashion-sd-4 | @0.5: 2 steps `interval:every=2` [own] | {rows[f'plan/path={plan}']['flops_fraction']:.3f}" in md
+    plan_fraction = rows[f"plan/path={plan}"]["flops_fraction"]
+    assert f"| fashion-sd-4 | @0.5: 2 steps `interval:every=2` [own] | {plan_fraction:.3f}" in md
     assert "| n=2 | 0.500 |" in md  # the best fewer-steps row within the plan's budget
     assert (tmp_path / "docs" / "bench_toy_fashion-sd-4.png").stat().st_size > 1000
     # a later invocation with another cell adds to the report; re-running a cell replaces it

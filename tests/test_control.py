@@ -39,7 +39,8 @@ def test_shuffle_and_unshuffle_are_exact_inverses():
     perm = permutation(16 * 12, seed=5)
     y = shuffle(x, perm)
     assert not torch.equal(y, x) and torch.equal(unshuffle(y, perm), x)
-    assert torch.equal(permutation(50, 3), permutation(50, 3)) and not torch.equal(permutation(50, 3), permutation(50, 4))
+    assert torch.equal(permutation(50, 3), permutation(50, 3))
+    assert not torch.equal(permutation(50, 3), permutation(50, 4))
 
 
 def test_tdsm_is_deterministic_per_seed_and_validates_groups():
@@ -47,7 +48,8 @@ def test_tdsm_is_deterministic_per_seed_and_validates_groups():
     outs = []
     for seed in (0, 0, 1):
         torch.manual_seed(0)  # same weights; only the block's permutation seed differs
-        outs.append(TDSMBlock(24, groups=2, seed=seed)(torch.randn(2, 16, 24, generator=torch.Generator().manual_seed(0)), t))
+        x = torch.randn(2, 16, 24, generator=torch.Generator().manual_seed(0))
+        outs.append(TDSMBlock(24, groups=2, seed=seed)(x, t))
     assert torch.equal(outs[0], outs[1]) and not torch.allclose(outs[0], outs[2])
     with pytest.raises(ValueError, match="allowed groups"):
         TDSMBlock(24, groups=5)

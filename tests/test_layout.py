@@ -75,7 +75,8 @@ def _check_user_policy(EveryOtherLate):
         for t in (900.0, 800.0, 700.0, 600.0, 500.0):  # steps 0-2 compute, 3 reuses, 4 computes
             net(torch.randn(1, 3, 8), t)
     assert [c.computed for c in s.stats.calls] == [2, 2, 2, 0, 2]
-    with pytest.raises(diffskip.errors.PolicyError, match=r"after=-1 is invalid; allowed: a finite number in \[0, 1000\]"):
+    with pytest.raises(diffskip.errors.PolicyError,
+                       match=r"after=-1 is invalid; allowed: a finite number in \[0, 1000\]"):
         diffskip.parse("every_other_late:after=-1")
     nodes = importlib.reload(comfy).NODE_CLASS_MAPPINGS
     assert "DiffSkipEveryOtherLate" in nodes and "after" in nodes["DiffSkipEveryOtherLate"].INPUT_TYPES()["required"]

@@ -10,7 +10,8 @@ def info(step, n=10, units=4, drift=None, streak=None):
 
 
 @pytest.mark.parametrize("spec", ["never", "interval:every=3", "interval:every=2,start=1,end=8",
-                                  "uniform:speedup=2.5", "uniform:speedup=2.0", "threshold:threshold=0.05,warmup=2,max_streak=3",
+                                  "uniform:speedup=2.5", "uniform:speedup=2.0",
+                                  "threshold:threshold=0.05,warmup=2,max_streak=3",
                                   "mask:steps=1101", "interval:every=4,head=2,tail=1", "threshold:threshold=0.1"])
 def test_spec_round_trip(spec):
     p = diffskip.parse(spec)
@@ -48,8 +49,10 @@ def test_threshold_per_sample_and_max_streak():
 @pytest.mark.parametrize("spec,match", [
     ("interval:every=0", r"every=0 is invalid; allowed: an int >= 1"),
     ("interval:every=x", r"every='x' is not a valid int"),
-    ("interval:evry=2", r"bad option 'evry=2'; allowed keys: \['end', 'every', 'final', 'forecast', 'head', 'start', 'tail'\]"),
-    ("fastest", r"unknown policy 'fastest'; allowed: \['interval', 'mask', 'never', 'profile', 'threshold', 'uniform'\]"),
+    ("interval:evry=2",
+     r"bad option 'evry=2'; allowed keys: \['end', 'every', 'final', 'forecast', 'head', 'start', 'tail'\]"),
+    ("fastest",
+     r"unknown policy 'fastest'; allowed: \['interval', 'mask', 'never', 'profile', 'threshold', 'uniform'\]"),
     ("uniform:speedup=0.5", r"speedup=0.5 is invalid; allowed: a number >= 1.0"),
     ("threshold:threshold=-1", r"threshold=-1.0 is invalid"),
     ("threshold:head=0", r"head=0 is invalid"),

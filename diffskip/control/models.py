@@ -61,7 +61,8 @@ class RelaCtrlModel(ModelMixin, ConfigMixin):
             raise ValueError(f"groups={groups} needs one entry per position ({len(positions)} positions: {positions}).")
         self.slot = {p: k for k, p in enumerate(positions)}
         self.proj_in = nn.ModuleList(zero_linear(dim) for _ in positions)
-        self.blocks = nn.ModuleList(TDSMBlock(dim, g, heads, windows, seed * 100 + p) for p, g in zip(positions, groups))
+        self.blocks = nn.ModuleList(TDSMBlock(dim, g, heads, windows, seed * 100 + p)
+                                    for p, g in zip(positions, groups))
         self.proj_out = nn.ModuleList(zero_linear(dim) for _ in positions)
 
     @property

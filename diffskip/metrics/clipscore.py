@@ -34,7 +34,7 @@ def _resolve(path: str | Path) -> str | Path:
 
 
 def _check(path: str | Path) -> None:
-    """Raise a clear error for a local CLIP folder that is missing (hub ids such as "openai/clip-vit-base-patch32" pass)."""
+    """Raise a clear error for a missing local CLIP folder (hub ids such as "openai/clip-vit-base-patch32" pass)."""
     text = str(path)
     looks_local = isinstance(path, Path) or text.startswith((".", "/", "~")) or text.count("/") > 1
     if looks_local and not (Path(text).expanduser() / "config.json").exists():

@@ -91,8 +91,9 @@ class Policy:
     # then caches a span's summed residual, or only the outputs live units read: lean caches)
     head: int | None = _knob(None, 0, 64, "leading units that always compute (none: the adapter's default)")
     tail: int | None = _knob(None, 0, 64, "trailing units that always compute (none: the adapter's default)")
-    forecast: int = _knob(FORECAST, 0, 2, "0: replay a skipped unit's cached value; 1: extrapolate it from its last two "
-                                   "computes (first-order Taylor, TaylorSeer); 2: from its last three (second order)")
+    forecast: int = _knob(FORECAST, 0, 2, "0: replay a skipped unit's cached value; "
+                          "1: extrapolate it from its last two computes (first-order Taylor, TaylorSeer); "
+                          "2: from its last three (second order)")
     final: int = _knob(FINAL, 0, 10000, "last steps that always compute every unit (needs the step count)")
 
     def __post_init__(self) -> None:

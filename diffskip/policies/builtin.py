@@ -133,8 +133,9 @@ class Threshold(Policy):
 
     The probe is the first unit's output (UNets) or residual (DiTs). `target` (default) normalises the drift
     by its mean per-step change so far and computes once it reaches 1/target - 1/2 (the overshoot past a
-    level averages half a step): about `target` of the steps compute, on any model. `threshold` instead gates the raw drift (scale depends on the model). Decided per
-    sample: in a batch, the samples that drifted recompute and the others reuse. `max_streak` caps reuse.
+    level averages half a step): about `target` of the steps compute, on any model. `threshold` instead
+    gates the raw drift (scale depends on the model). Decided per sample: in a batch, the samples that
+    drifted recompute and the others reuse. `max_streak` caps reuse.
     """
 
     per_unit: ClassVar[bool] = False
