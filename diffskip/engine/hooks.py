@@ -6,8 +6,9 @@ Python outside any compiled region: a unit the user compiled (`block.compile(ful
 `compile_repeated_blocks()`) keeps running compiled, before or after attach(), and hooks that replace
 `forward` (accelerate offloading) stay inside, untouched. torch.compile of a whole denoiser inlines its
 units' `forward` past that slot, so each unit's instance `forward` also routes a call that did not come
-through the slot into it: the compiled parent graph-breaks there and the unit runs under the session. Only instance attributes change, never a class;
-with no active session every wrapper calls straight through, so outputs are bit-identical.
+through the slot into it: the compiled parent graph-breaks there and the unit runs under the session. Only
+instance attributes change, never a class; with no active chain in the calling thread every wrapper calls
+straight through, so outputs are bit-identical.
 """
 from __future__ import annotations
 
