@@ -10,6 +10,7 @@ import diffusers
 import coverage_image
 import coverage_more
 import coverage_more2
+import coverage_more3
 import coverage_unet
 import coverage_video
 from coverage_base import Case
@@ -17,7 +18,7 @@ from coverage_base import Case
 __all__ = ["CASES", "OUT_OF_SCOPE", "NAMED_EXTRA", "enumerated", "in_scope"]
 
 CASES: list[Case] = (coverage_video.CASES + coverage_image.CASES + coverage_unet.CASES + coverage_more.CASES
-                     + coverage_more2.CASES)
+                     + coverage_more2.CASES + coverage_more3.CASES)
 
 OUT_OF_SCOPE = {
     "AceStepTransformer1DModel": "audio (1-D music DiT)",
