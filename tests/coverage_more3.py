@@ -65,7 +65,7 @@ CASES: list[Case] = [
     Case("NucleusMoEImageTransformer2DModel", "Nucleus-MoE Image",
          dict(patch_size=2, in_channels=16, out_channels=4, num_layers=5, attention_head_dim=16, num_attention_heads=2,
               num_key_value_heads=2, joint_attention_dim=16, axes_dims_rope=(8, 4, 4), num_experts=4,
-              moe_intermediate_dim=16, capacity_factors=1.0),
+              moe_intermediate_dim=16, capacity_factors=4.0),
          lambda t: dict(hidden_states=R(1, 16, 16), img_shapes=[(1, 4, 4)], encoder_hidden_states=R(1, 6, 16),
                         encoder_hidden_states_mask=torch.ones(1, 6), timestep=t / 1000)),
     Case("PRXTransformer2DModel", "PRX",

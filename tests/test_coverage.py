@@ -23,7 +23,22 @@ from coverage_models import CASES, OUT_OF_SCOPE, enumerated, in_scope
 ROWS: dict[str, dict] = {}
 
 # Classes whose inputs build and run but whose caching fails today, with why (the row records the actual error).
-KNOWN_GAPS: dict[str, str] = {}
+_FRAMES = "units see batch*frames rows, the session expects the model's batch (SessionError)"
+_RISING = "its pipeline passes a rising timestep (1 - t): the step clock sees every step as a new run"
+_STREAM = "detected streams do not match the block's arguments or returns"
+_FLEX = "flex attention fails under the FLOP meter's dispatch mode"
+KNOWN_GAPS: dict[str, str] = {
+    "UNet3DConditionModel": _FRAMES, "I2VGenXLUNet": _FRAMES, "UNetMotionModel": _FRAMES,
+    "UNetSpatioTemporalConditionModel": _FRAMES, "LatteTransformer3DModel": _FRAMES,
+    "WanAnimate2Transformer3DModel": "list inputs: units see a batch the session does not (SessionError)",
+    "ErnieImageTransformer2DModel": "sequence-first units (S, B, D): the session reads dim 0 as the batch",
+    "Lumina2Transformer2DModel": _RISING, "LuminaNextDiT2DModel": _RISING, "ZImageTransformer2DModel": _RISING,
+    "AuraFlowTransformer2DModel": _STREAM, "BriaFiboTransformer2DModel": _STREAM, "ChromaTransformer2DModel": _STREAM,
+    "Flux2Transformer2DModel": _STREAM, "HiDreamImageTransformer2DModel": _STREAM, "WanVACETransformer3DModel": _STREAM,
+    "Kandinsky6Transformer3DModel": _STREAM, "AnyFlowFARTransformer3DModel": _FLEX,
+    "Kandinsky6SRTransformer3DModel": _FLEX,
+    "BriaFibo2Transformer2DModel": "the FLOP meter's module tracker fails on its blocks (autograd graph hook)",
+}
 
 
 def _params(cases: list[Case]) -> list:
@@ -98,10 +113,12 @@ def test_class(case: Case):
     if case.reason:
         _row(case, reason=case.reason)
         pytest.xfail(f"not covered: {case.reason}")
+    row = _row(case, reason="the plain forward failed")
+    torch._dynamo.reset()  # flex-attention models compile lazily; a failure there must not leak into the next class
     model = build(case)
     plain = run_steps(model, case)
     assert plain and all(torch.isfinite(x).all() for x in plain)
-    row = _row(case, tested=["forward"])
+    row.update(tested=["forward"], reason=None)
     try:
         adapter, source = _adapter(model, case)
     except UnsupportedModelError as e:

@@ -23,7 +23,11 @@ from pipeline_builders import PIPELINES, call_kwargs
 RESULTS: dict[str, dict] = {}
 
 # Pipelines that build and run plain but whose caching fails today, with why (the result records the error).
-KNOWN_GAPS: dict[str, str] = {}
+KNOWN_GAPS: dict[str, str] = {
+    "AnimateDiffPipeline": "UNetMotionModel units see batch*frames rows, the session expects the model's batch",
+    "LattePipeline": "Latte's temporal blocks see batch*tokens rows, the session expects the model's batch",
+    "HiDreamImagePipeline": "detected streams: a block returns None for a stream (AttributeError in the cache)",
+}
 
 
 def _params(names) -> list:
@@ -89,7 +93,8 @@ def test_pipeline_end_to_end(name: str):
     calls, handle = _record_calls(model)
     base = _run(pipe, name)
     handle.remove()
-    RESULTS[name] = dict(pipeline=name, **{"class": type(model).__name__}, video=video, passed=False, reason=None)
+    RESULTS[name] = dict(pipeline=name, **{"class": type(model).__name__}, video=video, passed=False,
+                         reason=KNOWN_GAPS.get(name, "failed: see the test log"))
     steps = len(set(_timesteps(calls)))
     try:
         scope = _adapter_scope(model, calls[0])
@@ -115,7 +120,7 @@ def test_pipeline_end_to_end(name: str):
     branches = {c.branch for c in s2.calls}
     assert branches == ({0, 1} if two_pass else {0}), f"{name}: branches {branches}"
     print(name, type(model).__name__, tuple(base.shape), s2)
-    RESULTS[name]["passed"] = True
+    RESULTS[name].update(passed=True, reason=None)
 
 
 def _replay(model, calls, order, keep, steps) -> tuple[list[torch.Tensor], object]:
