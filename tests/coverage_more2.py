@@ -18,7 +18,7 @@ def _ideogram(t):
     pos[:, txt:, 1] = torch.tensor([0, 0, 1, 1]) + IMAGE_POSITION_OFFSET
     pos[:, txt:, 2] = torch.tensor([0, 1, 0, 1]) + IMAGE_POSITION_OFFSET
     ind = torch.tensor([[LLM_TOKEN_INDICATOR] * txt + [OUTPUT_IMAGE_INDICATOR] * img])
-    return dict(hidden_states=hs, encoder_hidden_states=ehs, timestep=t / 1000, position_ids=pos,
+    return dict(hidden_states=hs, encoder_hidden_states=ehs, timestep=1 - t / 1000, position_ids=pos,  # as its pipeline
                 segment_ids=torch.ones(1, txt + img, dtype=torch.long), indicator=ind)
 
 

@@ -33,6 +33,7 @@ KNOWN_GAPS: dict[str, str] = {
     "WanAnimate2Transformer3DModel": "list inputs: units see a batch the session does not (SessionError)",
     "ErnieImageTransformer2DModel": "sequence-first units (S, B, D): the session reads dim 0 as the batch",
     "Lumina2Transformer2DModel": _RISING, "LuminaNextDiT2DModel": _RISING, "ZImageTransformer2DModel": _RISING,
+    "Ideogram4Transformer2DModel": _RISING,
     "AuraFlowTransformer2DModel": _STREAM, "BriaFiboTransformer2DModel": _STREAM, "ChromaTransformer2DModel": _STREAM,
     "Flux2Transformer2DModel": _STREAM, "HiDreamImageTransformer2DModel": _STREAM, "WanVACETransformer3DModel": _STREAM,
     "Kandinsky6Transformer3DModel": _STREAM, "AnyFlowFARTransformer3DModel": _FLEX,
