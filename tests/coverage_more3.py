@@ -67,7 +67,8 @@ CASES: list[Case] = [
               num_key_value_heads=2, joint_attention_dim=16, axes_dims_rope=(8, 4, 4), num_experts=4,
               moe_intermediate_dim=16, capacity_factors=4.0),
          lambda t: dict(hidden_states=R(1, 16, 16), img_shapes=[(1, 4, 4)], encoder_hidden_states=R(1, 6, 16),
-                        encoder_hidden_states_mask=torch.ones(1, 6), timestep=t / 1000)),
+                        encoder_hidden_states_mask=torch.ones(1, 6), timestep=t / 1000),
+         init_std=0.02),  # its expert weights are torch.empty until a checkpoint loads
     Case("PRXTransformer2DModel", "PRX",
          dict(in_channels=4, patch_size=2, context_in_dim=16, hidden_size=32, mlp_ratio=2.0, num_heads=2, depth=2,
               axes_dim=[8, 8]),
