@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import diffskip
-from diffskip.adapters import find_adapter, resolve_units
+from diffskip.adapters import describe, detect, find_adapter, resolve_units
 from diffskip.errors import UnsupportedModelError
 
 import support_json
@@ -63,19 +63,10 @@ def _adapter(model: nn.Module, case: Case):
     try:
         return find_adapter(model), "explicit"
     except UnsupportedModelError:
-        try:
-            from diffskip.adapters import detect
-        except ImportError:
-            raise
         return detect(model, probe=lambda: model(**kwargs_at(case, case.steps[0]))), "automatic"
 
 
-def _describe(model: nn.Module, adapter, source: str, n_units: int) -> dict:
-    try:
-        from diffskip.adapters import describe
-    except ImportError:
-        return dict(source=source, lists=list(adapter.units), reuse=adapter.reuse, streams=adapter.streams,
-                    units=n_units)
+def _describe(model: nn.Module, adapter, source: str) -> dict:
     return describe(model, adapter=None if source == "explicit" else adapter)
 
 
@@ -130,7 +121,7 @@ def test_class(case: Case):
     except Exception as e:  # recorded as the row's reason, then reported (a known gap is an xfail below)
         row["reason"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         raise
-    row.update(covered=True, adapter=_describe(model, adapter, source, len(resolve_units(model, adapter))))
+    row.update(covered=True, adapter=_describe(model, adapter, source))
 
 
 def _check_caching(model: nn.Module, adapter, case: Case, plain: list[torch.Tensor]) -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import diffskip
-from diffskip.adapters import find_adapter
+from diffskip.adapters import detect, find_adapter, registered
 from diffskip.errors import UnsupportedModelError
 from diffskip.pipeline import find_denoiser
 
@@ -64,12 +64,14 @@ def _record_calls(model) -> tuple[list, object]:
 
 @contextlib.contextmanager
 def _adapter_scope(model, probe_call):
-    """Use the registered adapter, else register the detected one for the duration (where detection exists)."""
+    """Use the registered adapter, else register the detected one (probed with a real call) for the duration."""
     try:
-        yield find_adapter(model)
-        return
+        adapter = find_adapter(model)
     except UnsupportedModelError:
-        from diffskip.adapters import detect, registered
+        adapter = None
+    if adapter is not None:
+        yield adapter
+        return
     args, kwargs = probe_call
     adapter = detect(model, probe=lambda: model(*args, **kwargs))
     with registered(type(model), adapter):
@@ -96,13 +98,12 @@ def test_pipeline_end_to_end(name: str):
     RESULTS[name] = dict(pipeline=name, **{"class": type(model).__name__}, video=video, passed=False,
                          reason=KNOWN_GAPS.get(name, "failed: see the test log"))
     steps = len(set(_timesteps(calls)))
-    try:
-        scope = _adapter_scope(model, calls[0])
-        scope.__enter__()
-    except UnsupportedModelError as e:
-        RESULTS[name]["reason"] = f"no adapter: {str(e).splitlines()[0][:160]}"
-        pytest.xfail(RESULTS[name]["reason"])
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(_adapter_scope(model, calls[0]))
+        except UnsupportedModelError as e:
+            RESULTS[name]["reason"] = f"no adapter: {str(e).splitlines()[0][:160]}"
+            pytest.xfail(RESULTS[name]["reason"])
         fast = diffskip.DiffSkipPipeline.from_pipe(pipe, policy="never")
         never, s0 = _run(fast, name), fast.last_stats
         fast.policy = "interval:every=2"
@@ -110,8 +111,6 @@ def test_pipeline_end_to_end(name: str):
         assert torch.equal(torch.as_tensor(never), torch.as_tensor(base)), "never must equal the plain pipeline"
         assert torch.equal(torch.as_tensor(_run(pipe, name)), torch.as_tensor(base)), "the wrapped pipe stays exact"
         assert fast.detach() is pipe and torch.equal(torch.as_tensor(_run(pipe, name)), torch.as_tensor(base))
-    finally:
-        scope.__exit__(None, None, None)
     assert s0.reused == 0 and s0.steps == steps == 4 and len(s0.calls) == len(calls)
     assert s2.steps == steps and len(s2.calls) == len(calls) and 0 < s2.reused and s2.computed > 0
     assert cached.shape == base.shape and torch.isfinite(torch.as_tensor(cached)).all()
