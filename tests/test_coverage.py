@@ -18,7 +18,7 @@ from diffskip.errors import UnsupportedModelError
 
 import support_json
 from coverage_base import Case, build, kwargs_at, run_steps
-from coverage_models import CASES, OUT_OF_SCOPE, enumerated, in_scope
+from coverage_models import CASES, NAMED, OUT_OF_SCOPE, enumerated, in_scope
 
 ROWS: dict[str, dict] = {}
 
@@ -98,6 +98,11 @@ def test_table_lists_every_enumerated_class_once():
     assert not listed & set(OUT_OF_SCOPE)
     assert sorted(set(in_scope()) - listed) == [], "add a Case (or a reason) for each new diffusers denoiser"
     assert len({c.id for c in CASES}) == len(CASES)
+
+
+def test_table_has_a_buildable_row_for_every_family_the_issue_names():
+    rows = {c.id: c for c in CASES}
+    assert len(NAMED) == 35 and all(rows[i].reason is None and rows[i].inputs for i in NAMED.values())
 
 
 @pytest.mark.parametrize("case", _params(CASES))

@@ -43,6 +43,15 @@ def _write_support():
         support_json.merge(path, pipelines=list(RESULTS.values()))
 
 
+def test_pipeline_set_meets_issue_20():
+    video = {n for n, v in PIPELINES.items() if v[2]}
+    assert len(PIPELINES) >= 12 and len(video) >= 5
+    assert {"WanPipeline", "WanImageToVideoPipeline", "LTXPipeline", "CogVideoXPipeline"} <= video
+    assert {"HunyuanVideoPipeline", "AnimateDiffPipeline"} & video
+    assert {"QwenImagePipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline"} <= set(PIPELINES)
+    assert {"Flux2Pipeline", "HiDreamImagePipeline"} & set(PIPELINES)
+
+
 def _build(name: str):
     torch.manual_seed(0)
     pipe = PIPELINES[name][0]()
