@@ -150,6 +150,7 @@ def _check_caching(model: nn.Module, adapter, case: Case, plain: list[torch.Tens
     assert _same(plain, run_steps(model, case)), "detach must restore the plain model"
 
 
+@pytest.mark.slow  # dynamo traces every unit: 3-10 s per family on one core
 @pytest.mark.parametrize("case", _params([c for c in CASES if c.compile]))
 def test_compiled_units_keep_working(case: Case):
     model = build(case)
