@@ -40,6 +40,12 @@ def _cells(row: dict) -> list[str]:
             ", ".join(row.get("tested") or []) or "-"]
 
 
+def _result(pipe: dict) -> str:
+    if pipe.get("passed"):
+        return "passed"
+    return f"failed: {_one_line(pipe['reason'])}" if pipe.get("reason") else "failed"
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
@@ -78,8 +84,7 @@ def render(data: dict) -> str:
     pipes = sorted(data.get("pipelines", []), key=lambda p: p["pipeline"])
     if pipes:
         lines += ["", "## Pipelines end to end", "", "| pipeline | denoiser | result |", "|---|---|---|"]
-        lines += [f"| `{p['pipeline']}` | `{p.get('class', '-')}` | "
-                  f"{'passed' if p.get('passed') else 'failed: ' + _one_line(p.get('reason') or '')} |" for p in pipes]
+        lines += [f"| `{p['pipeline']}` | `{p.get('class', '-')}` | {_result(p)} |" for p in pipes]
     return "\n".join(lines) + "\n"
 
 

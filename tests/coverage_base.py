@@ -26,6 +26,7 @@ class Case:
     variant: str = ""
     compile: bool = False  # in the sample of families checked with per-unit torch.compile
     reason: str | None = None  # set when the class is not covered: why
+    init_std: float | None = None  # re-draw every parameter N(0, std): for classes that leave weights torch.empty
     steps: tuple[float, ...] = (999.0, 800.0, 600.0, 400.0, 200.0, 50.0)
 
     @property
@@ -36,7 +37,12 @@ class Case:
 def build(case: Case, seed: int = 0) -> nn.Module:
     """Build the case's model from its tiny config, deterministically, in eval mode."""
     torch.manual_seed(seed)
-    return getattr(diffusers, case.cls)(**case.config).eval()
+    model = getattr(diffusers, case.cls)(**case.config).eval()
+    if case.init_std is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_(0.0, case.init_std)
+    return model
 
 
 def kwargs_at(case: Case, t: float, seed: int = 1) -> dict:

@@ -56,11 +56,11 @@ def _zimage(t):
 CASES = [
     Case("QwenImageTransformer2DModel", "Qwen-Image",
          dict(patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=2,
-              joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4)), _qwen),
+              joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4)), _qwen, compile=True),
     Case("Flux2Transformer2DModel", "FLUX.2",
          dict(patch_size=1, in_channels=4, num_layers=2, num_single_layers=2, attention_head_dim=16,
               num_attention_heads=2, joint_attention_dim=32, timestep_guidance_channels=32,
-              axes_dims_rope=[4, 4, 4, 4]), _flux2, compile=True),
+              axes_dims_rope=[4, 4, 4, 4]), _flux2),
     Case("ChromaTransformer2DModel", "Chroma",
          dict(patch_size=1, in_channels=4, num_layers=2, num_single_layers=2, attention_head_dim=16,
               num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=[4, 4, 8], approximator_num_channels=8,

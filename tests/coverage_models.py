@@ -9,13 +9,16 @@ import diffusers
 
 import coverage_image
 import coverage_more
+import coverage_more2
+import coverage_more3
 import coverage_unet
 import coverage_video
 from coverage_base import Case
 
-__all__ = ["CASES", "OUT_OF_SCOPE", "NAMED_EXTRA", "enumerated", "in_scope"]
+__all__ = ["CASES", "OUT_OF_SCOPE", "NAMED_EXTRA", "NAMED", "enumerated", "in_scope"]
 
-CASES: list[Case] = coverage_video.CASES + coverage_image.CASES + coverage_unet.CASES + coverage_more.CASES
+CASES: list[Case] = (coverage_video.CASES + coverage_image.CASES + coverage_unet.CASES + coverage_more.CASES
+                     + coverage_more2.CASES + coverage_more3.CASES)
 
 OUT_OF_SCOPE = {
     "AceStepTransformer1DModel": "audio (1-D music DiT)",
@@ -32,6 +35,29 @@ OUT_OF_SCOPE = {
 
 # Denoisers the issue names whose class name escapes the enumeration filter (no "Model" suffix).
 NAMED_EXTRA = ("I2VGenXLUNet",)
+
+
+# The families issue #20 names, each with the table row (Case id) that covers it.
+NAMED = {
+    "Wan 2.1/2.2 T2V": "WanTransformer3DModel", "Wan 2.1/2.2 I2V": "WanTransformer3DModel-i2v",
+    "Wan VACE": "WanVACETransformer3DModel", "Wan Animate": "WanAnimateTransformer3DModel",
+    "HunyuanVideo 1.0": "HunyuanVideoTransformer3DModel", "HunyuanVideo 1.5": "HunyuanVideo15Transformer3DModel",
+    "HunyuanVideo Framepack": "HunyuanVideoFramepackTransformer3DModel", "LTX-Video": "LTXVideoTransformer3DModel",
+    "LTX-2": "LTX2VideoTransformer3DModel", "CogVideoX": "CogVideoXTransformer3DModel",
+    "Mochi": "MochiTransformer3DModel", "Allegro": "AllegroTransformer3DModel",
+    "SkyReels-V2": "SkyReelsV2Transformer3DModel", "Cosmos": "CosmosTransformer3DModel",
+    "Latte": "LatteTransformer3DModel", "Sana Video": "SanaVideoTransformer3DModel",
+    "Qwen-Image": "QwenImageTransformer2DModel", "FLUX.2": "Flux2Transformer2DModel",
+    "HiDream": "HiDreamImageTransformer2DModel", "Lumina 2": "Lumina2Transformer2DModel",
+    "Chroma": "ChromaTransformer2DModel", "AuraFlow": "AuraFlowTransformer2DModel",
+    "CogView 4": "CogView4Transformer2DModel", "HunyuanDiT": "HunyuanDiT2DModel",
+    "HunyuanImage": "HunyuanImageTransformer2DModel", "OmniGen": "OmniGenTransformer2DModel",
+    "Z-Image": "ZImageTransformer2DModel", "Bria": "BriaTransformer2DModel",
+    "Kandinsky 5": "Kandinsky5Transformer3DModel", "SDXL": "UNet2DConditionModel-sdxl",
+    "SD3.5": "SD3Transformer2DModel-sd35", "UNet3DConditionModel": "UNet3DConditionModel",
+    "AnimateDiff": "UNetMotionModel", "Stable Video Diffusion": "UNetSpatioTemporalConditionModel",
+    "I2VGen-XL": "I2VGenXLUNet",
+}
 
 
 def enumerated() -> list[str]:

@@ -88,7 +88,7 @@ CASES = [
          dict(patch_size=1, in_channels=16, num_layers=2, num_single_layers=2, attention_head_dim=16,
               num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=(4, 4, 8)),
          lambda t: dict(hidden_states=R(1, 16, 16), encoder_hidden_states=R(1, 6, 32), pooled_projections=R(1, 32),
-                        timestep=t / 1000, img_ids=torch.zeros(16, 3), txt_ids=torch.zeros(6, 3)), compile=True),
+                        timestep=t / 1000, img_ids=torch.zeros(16, 3), txt_ids=torch.zeros(6, 3))),
     Case("SanaTransformer2DModel", "Sana",
          dict(patch_size=1, in_channels=4, out_channels=4, num_layers=3, num_attention_heads=2, attention_head_dim=4,
               num_cross_attention_heads=2, cross_attention_head_dim=4, cross_attention_dim=8, caption_channels=8,

@@ -157,6 +157,27 @@ def hidream():
     return pipe
 
 
+def hunyuan_video():
+    from transformers import LlamaConfig, LlamaModel
+
+    llama = LlamaModel(LlamaConfig(vocab_size=300, hidden_size=16, intermediate_size=37, num_hidden_layers=3,
+                                   num_attention_heads=2, num_key_value_heads=2, bos_token_id=260,
+                                   eos_token_id=261, pad_token_id=261)).eval()
+    vae = d.AutoencoderKLHunyuanVideo(in_channels=3, out_channels=3, latent_channels=4,
+                                      down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+                                      up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
+                                      layers_per_block=1, norm_num_groups=4, spatial_compression_ratio=8,
+                                      temporal_compression_ratio=4, mid_block_add_attention=True).eval()
+    tr = d.HunyuanVideoTransformer3DModel(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=10,
+                                          num_layers=2, num_single_layers=2, num_refiner_layers=1, patch_size=1,
+                                          patch_size_t=1, guidance_embeds=True, text_embed_dim=16,
+                                          pooled_projection_dim=32, rope_axes_dim=(2, 4, 4)).eval()
+    tok = bpe_tokenizer(bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", pad_token="<|eot_id|>")
+    return d.HunyuanVideoPipeline(text_encoder=llama, tokenizer=tok, transformer=tr, vae=vae,
+                                  scheduler=flow_scheduler(shift=7.0), text_encoder_2=_clip_text(),
+                                  tokenizer_2=clip_tokenizer())
+
+
 def _t(**kw) -> dict:
     return dict(num_inference_steps=4, output_type="latent", **kw)
 
@@ -173,6 +194,8 @@ PIPELINES = {
     "CogVideoXPipeline": (cogvideox, _t(**_VIDEO, num_frames=9, guidance_scale=6.0, max_sequence_length=16),
                           True, False),
     "AnimateDiffPipeline": (animatediff, _t(**_VIDEO, num_frames=2, guidance_scale=7.5), True, False),
+    "HunyuanVideoPipeline": (hunyuan_video, _t(**_VIDEO, num_frames=5, guidance_scale=6.0, max_sequence_length=16,
+                                               prompt_template={"template": "{}", "crop_start": 0}), True, False),
     "LattePipeline": (latte, _t(**_VIDEO, video_length=2, guidance_scale=4.5, clean_caption=False), True, False),
     "QwenImagePipeline": (qwen_image, _t(prompt="a red shoe", negative_prompt="blur", height=32, width=32,
                                          true_cfg_scale=4.0, max_sequence_length=16), False, True),

@@ -13,17 +13,33 @@ import torch
 from torch import nn
 
 import diffskip
-from diffskip.adapters import find_adapter, resolve_units
+from diffskip.adapters import describe, detect, find_adapter, resolve_units
 from diffskip.errors import UnsupportedModelError
 
 import support_json
 from coverage_base import Case, build, kwargs_at, run_steps
-from coverage_models import CASES, OUT_OF_SCOPE, enumerated, in_scope
+from coverage_models import CASES, NAMED, OUT_OF_SCOPE, enumerated, in_scope
 
 ROWS: dict[str, dict] = {}
 
 # Classes whose inputs build and run but whose caching fails today, with why (the row records the actual error).
-KNOWN_GAPS: dict[str, str] = {}
+_FRAMES = "units see batch*frames rows, the session expects the model's batch (SessionError)"
+_RISING = "its pipeline passes a rising timestep (1 - t): the step clock sees every step as a new run"
+_STREAM = "detected streams do not match the block's arguments or returns"
+_FLEX = "flex attention fails under the FLOP meter's dispatch mode"
+KNOWN_GAPS: dict[str, str] = {
+    "UNet3DConditionModel": _FRAMES, "I2VGenXLUNet": _FRAMES, "UNetMotionModel": _FRAMES,
+    "UNetSpatioTemporalConditionModel": _FRAMES, "LatteTransformer3DModel": _FRAMES,
+    "WanAnimate2Transformer3DModel": "list inputs: units see a batch the session does not (SessionError)",
+    "ErnieImageTransformer2DModel": "sequence-first units (S, B, D): the session reads dim 0 as the batch",
+    "Lumina2Transformer2DModel": _RISING, "LuminaNextDiT2DModel": _RISING, "ZImageTransformer2DModel": _RISING,
+    "Ideogram4Transformer2DModel": _RISING,
+    "AuraFlowTransformer2DModel": _STREAM, "BriaFiboTransformer2DModel": _STREAM, "ChromaTransformer2DModel": _STREAM,
+    "Flux2Transformer2DModel": _STREAM, "HiDreamImageTransformer2DModel": _STREAM, "WanVACETransformer3DModel": _STREAM,
+    "Kandinsky6Transformer3DModel": _STREAM, "AnyFlowFARTransformer3DModel": _FLEX,
+    "Kandinsky6SRTransformer3DModel": _FLEX,
+    "BriaFibo2Transformer2DModel": "the FLOP meter's module tracker fails on its blocks (autograd graph hook)",
+}
 
 
 def _params(cases: list[Case]) -> list:
@@ -47,19 +63,10 @@ def _adapter(model: nn.Module, case: Case):
     try:
         return find_adapter(model), "explicit"
     except UnsupportedModelError:
-        try:
-            from diffskip.adapters import detect
-        except ImportError:
-            raise
         return detect(model, probe=lambda: model(**kwargs_at(case, case.steps[0]))), "automatic"
 
 
-def _describe(model: nn.Module, adapter, source: str, n_units: int) -> dict:
-    try:
-        from diffskip.adapters import describe
-    except ImportError:
-        return dict(source=source, lists=list(adapter.units), reuse=adapter.reuse, streams=adapter.streams,
-                    units=n_units)
+def _describe(model: nn.Module, adapter, source: str) -> dict:
     return describe(model, adapter=None if source == "explicit" else adapter)
 
 
@@ -93,15 +100,22 @@ def test_table_lists_every_enumerated_class_once():
     assert len({c.id for c in CASES}) == len(CASES)
 
 
+def test_table_has_a_buildable_row_for_every_family_the_issue_names():
+    rows = {c.id: c for c in CASES}
+    assert len(NAMED) == 35 and all(rows[i].reason is None and rows[i].inputs for i in NAMED.values())
+
+
 @pytest.mark.parametrize("case", _params(CASES))
 def test_class(case: Case):
     if case.reason:
         _row(case, reason=case.reason)
         pytest.xfail(f"not covered: {case.reason}")
+    row = _row(case, reason="the plain forward failed")
+    torch._dynamo.reset()  # flex-attention models compile lazily; a failure there must not leak into the next class
     model = build(case)
     plain = run_steps(model, case)
     assert plain and all(torch.isfinite(x).all() for x in plain)
-    row = _row(case, tested=["forward"])
+    row.update(tested=["forward"], reason=None)
     try:
         adapter, source = _adapter(model, case)
     except UnsupportedModelError as e:
@@ -112,7 +126,7 @@ def test_class(case: Case):
     except Exception as e:  # recorded as the row's reason, then reported (a known gap is an xfail below)
         row["reason"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         raise
-    row.update(covered=True, adapter=_describe(model, adapter, source, len(resolve_units(model, adapter))))
+    row.update(covered=True, adapter=_describe(model, adapter, source))
 
 
 def _check_caching(model: nn.Module, adapter, case: Case, plain: list[torch.Tensor]) -> None:
@@ -136,6 +150,7 @@ def _check_caching(model: nn.Module, adapter, case: Case, plain: list[torch.Tens
     assert _same(plain, run_steps(model, case)), "detach must restore the plain model"
 
 
+@pytest.mark.slow  # dynamo traces every unit: 3-10 s per family on one core
 @pytest.mark.parametrize("case", _params([c for c in CASES if c.compile]))
 def test_compiled_units_keep_working(case: Case):
     model = build(case)

@@ -111,3 +111,19 @@ def test_detection_reproduces_the_explicit_adapters(kind):
         assert found.tail == 1 and not hasattr(model.up_blocks[-1], "attentions")  # its resnet; explicit: two
         found = dataclasses.replace(found, tail=explicit.tail)
     assert found == explicit
+
+
+STATIC = ("WanTransformer3DModel", "LTXVideoTransformer3DModel", "UNet3DConditionModel", "Lumina2Transformer2DModel",
+          "ZImageTransformer2DModel")  # one block list returning one tensor, or a UNet: no probe needed
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_static_detection_agrees_with_the_probe_or_refuses_in_one_line(name):
+    model = build(name)
+    probed = detect(model, probe=lambda: model(**inputs(name, 900.0)))
+    if name in STATIC:  # the same lists and streams; the probe also learns the unbatched arguments
+        assert detect(model) == dataclasses.replace(probed, unbatched=())
+    else:
+        with pytest.raises(UnsupportedModelError) as err:
+            detect(model)
+        assert "\n" not in str(err.value) and f"diffskip.register({name}, units=" in str(err.value)

@@ -245,3 +245,8 @@ def test_blocks_compiled_with_fullgraph_are_probed_eagerly_and_stay_compiled():
     adapter = detect(net, probe=lambda: _call(net))
     assert adapter.units == ("transformer_blocks", "single_transformer_blocks")
     assert [b.__dict__["_compiled_call_impl"] for b in blocks] == compiled
+
+
+def test_adapter_fields_given_as_lists_are_stored_as_tuples():
+    a = Adapter(units=["a"], reuse="output", unbatched=["r"], layers=[["resnets", "attentions"]])
+    assert (a.units, a.unbatched, a.layers) == (("a",), ("r",), (("resnets", "attentions"),)) and hash(a)

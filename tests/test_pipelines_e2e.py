@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import diffskip
-from diffskip.adapters import find_adapter
+from diffskip.adapters import detect, find_adapter, registered
 from diffskip.errors import UnsupportedModelError
 from diffskip.pipeline import find_denoiser
 
@@ -23,7 +23,11 @@ from pipeline_builders import PIPELINES, call_kwargs
 RESULTS: dict[str, dict] = {}
 
 # Pipelines that build and run plain but whose caching fails today, with why (the result records the error).
-KNOWN_GAPS: dict[str, str] = {}
+KNOWN_GAPS: dict[str, str] = {
+    "AnimateDiffPipeline": "UNetMotionModel units see batch*frames rows, the session expects the model's batch",
+    "LattePipeline": "Latte's temporal blocks see batch*tokens rows, the session expects the model's batch",
+    "HiDreamImagePipeline": "detected streams: a block returns None for a stream (AttributeError in the cache)",
+}
 
 
 def _params(names) -> list:
@@ -37,6 +41,15 @@ def _write_support():
     path = support_json.target()
     if path is not None and RESULTS:
         support_json.merge(path, pipelines=list(RESULTS.values()))
+
+
+def test_pipeline_set_meets_issue_20():
+    video = {n for n, v in PIPELINES.items() if v[2]}
+    assert len(PIPELINES) >= 12 and len(video) >= 5
+    assert {"WanPipeline", "WanImageToVideoPipeline", "LTXPipeline", "CogVideoXPipeline"} <= video
+    assert {"HunyuanVideoPipeline", "AnimateDiffPipeline"} & video
+    assert {"QwenImagePipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline"} <= set(PIPELINES)
+    assert {"Flux2Pipeline", "HiDreamImagePipeline"} & set(PIPELINES)
 
 
 def _build(name: str):
@@ -60,12 +73,14 @@ def _record_calls(model) -> tuple[list, object]:
 
 @contextlib.contextmanager
 def _adapter_scope(model, probe_call):
-    """Use the registered adapter, else register the detected one for the duration (where detection exists)."""
+    """Use the registered adapter, else register the detected one (probed with a real call) for the duration."""
     try:
-        yield find_adapter(model)
-        return
+        adapter = find_adapter(model)
     except UnsupportedModelError:
-        from diffskip.adapters import detect, registered
+        adapter = None
+    if adapter is not None:
+        yield adapter
+        return
     args, kwargs = probe_call
     adapter = detect(model, probe=lambda: model(*args, **kwargs))
     with registered(type(model), adapter):
@@ -89,15 +104,15 @@ def test_pipeline_end_to_end(name: str):
     calls, handle = _record_calls(model)
     base = _run(pipe, name)
     handle.remove()
-    RESULTS[name] = dict(pipeline=name, **{"class": type(model).__name__}, video=video, passed=False, reason=None)
+    RESULTS[name] = dict(pipeline=name, **{"class": type(model).__name__}, video=video, passed=False,
+                         reason=KNOWN_GAPS.get(name, "failed: see the test log"))
     steps = len(set(_timesteps(calls)))
-    try:
-        scope = _adapter_scope(model, calls[0])
-        scope.__enter__()
-    except UnsupportedModelError as e:
-        RESULTS[name]["reason"] = f"no adapter: {str(e).splitlines()[0][:160]}"
-        pytest.xfail(RESULTS[name]["reason"])
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(_adapter_scope(model, calls[0]))
+        except UnsupportedModelError as e:
+            RESULTS[name]["reason"] = f"no adapter: {str(e).splitlines()[0][:160]}"
+            pytest.xfail(RESULTS[name]["reason"])
         fast = diffskip.DiffSkipPipeline.from_pipe(pipe, policy="never")
         never, s0 = _run(fast, name), fast.last_stats
         fast.policy = "interval:every=2"
@@ -105,8 +120,6 @@ def test_pipeline_end_to_end(name: str):
         assert torch.equal(torch.as_tensor(never), torch.as_tensor(base)), "never must equal the plain pipeline"
         assert torch.equal(torch.as_tensor(_run(pipe, name)), torch.as_tensor(base)), "the wrapped pipe stays exact"
         assert fast.detach() is pipe and torch.equal(torch.as_tensor(_run(pipe, name)), torch.as_tensor(base))
-    finally:
-        scope.__exit__(None, None, None)
     assert s0.reused == 0 and s0.steps == steps == 4 and len(s0.calls) == len(calls)
     assert s2.steps == steps and len(s2.calls) == len(calls) and 0 < s2.reused and s2.computed > 0
     assert cached.shape == base.shape and torch.isfinite(torch.as_tensor(cached)).all()
@@ -115,7 +128,7 @@ def test_pipeline_end_to_end(name: str):
     branches = {c.branch for c in s2.calls}
     assert branches == ({0, 1} if two_pass else {0}), f"{name}: branches {branches}"
     print(name, type(model).__name__, tuple(base.shape), s2)
-    RESULTS[name]["passed"] = True
+    RESULTS[name].update(passed=True, reason=None)
 
 
 def _replay(model, calls, order, keep, steps) -> tuple[list[torch.Tensor], object]:

@@ -22,7 +22,8 @@ DATA = {"diffusers": "0.42.1", "torch": "2.13.0", "rows": [
      "reason": "no adapter: blocks | ran twice\nper call", "tested": ["forward"], "adapter": None},
     {"id": "Audio", "class": "StableAudioDiTModel", "family": None, "in_scope": False, "covered": False,
      "reason": "out of scope: audio", "tested": [], "adapter": None}],
-    "pipelines": [{"pipeline": "WanPipeline", "class": "WanTransformer3DModel", "passed": True}]}
+    "pipelines": [{"pipeline": "WanPipeline", "class": "WanTransformer3DModel", "passed": True},
+                  {"pipeline": "LattePipeline", "class": "LatteTransformer3DModel", "passed": False, "reason": None}]}
 
 
 def test_render_lists_every_row_with_its_lists_streams_and_tests():
@@ -36,7 +37,8 @@ def test_render_lists_every_row_with_its_lists_streams_and_tests():
     assert "| `MochiTransformer3DModel` | Mochi | not covered: no adapter: blocks \\| ran twice per call |" in md
     assert md.index("MochiTransformer3DModel") < md.index("StableAudioDiTModel")  # out of scope last
     assert "| `WanPipeline` | `WanTransformer3DModel` | passed |" in md
-    assert md.count("\n| `") == 5  # four class rows and one pipeline row
+    assert "| `LattePipeline` | `LatteTransformer3DModel` | failed |" in md
+    assert md.count("\n| `") == 6  # four class rows and two pipeline rows
 
 
 def test_main_writes_the_page_and_refuses_a_missing_json(tmp_path, capsys):

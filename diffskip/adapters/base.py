@@ -23,8 +23,9 @@ class Adapter:
     Args:
         units: attribute names on the model, in execution order; a ModuleList expands to its items and
             a None attribute (e.g. an absent mid block) is left out. A dotted path goes deeper: after the
-            name, "*" replaces each module by its children and "1:" / ":-1" / "2" slice the list so far
-            (ComfyUI's UNet: "input_blocks.1:.*" = the layers of every input block but the first).
+            name, another name is an attribute of each module so far ("transformer.blocks"), "*" replaces
+            each module by its children and "1:" / ":-1" / "2" slice the list so far (ComfyUI's UNet:
+            "input_blocks.1:.*" = the layers of every input block but the first).
         reuse: "output" returns the unit's cached output (DeepCache / A-SDM feature inheritance, UNets);
             "residual" adds the unit's cached residual to its fresh input (First-Block-Cache, DiTs).
         streams: for "residual": the input argument that each output position continues; a single name
@@ -59,6 +60,9 @@ class Adapter:
             raise ValueError(f"Adapter.reuse={self.reuse!r} is invalid; allowed: 'output' or 'residual'.")
         if not self.units or isinstance(self.units, str):
             raise ValueError(f"Adapter.units={self.units!r} must be a non-empty tuple of attribute names.")
+        for name in ("units", "unbatched"):  # frozen and hashable: lists become tuples
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "layers", tuple(tuple(group) for group in self.layers))
         pairs = self.list_streams.items() if isinstance(self.list_streams, dict) else self.list_streams
         pairs = tuple((path, _spec(spec)) for path, spec in pairs)  # frozen and hashable: lists become tuples
         object.__setattr__(self, "streams", _spec(self.streams))

@@ -7,7 +7,8 @@ of a block continues which input (its residual stream) is read from one probing 
 that *is* output k of block i; else the one input of block i with that output's shape; else none (replayed
 as cached). UNets (down/mid/up blocks, 2-D and 3-D) reuse each layer's output, DeepCache style. Refiner
 lists (noise_refiner, context_refiner, token refiners) run once per call before the main list and are not
-cached; nor is a list that runs more than once per call or whose outputs continue no input. Explicit registered adapters win over detection (`find_adapter` first).
+cached; nor is a list that runs more than once per call or whose outputs continue no input. Explicit
+registered adapters win over detection (`find_adapter` first).
 """
 from __future__ import annotations
 
@@ -251,7 +252,8 @@ def _streams(model: nn.Module, path: str, recs: list[Record], timestep: str) -> 
         raise _refuse(model, f"the outputs of {path}'s blocks match inputs {names}: one input twice", (path,),
                       timestep)
     spec: Spec = names[0] if single else tuple(names)
-    return spec, _unbatched(ins[0], ins[0][taken[0]].shape[0], set(taken))
+    batch = next((v.shape[0] for n in taken if isinstance(v := ins[0].get(n), torch.Tensor) and v.dim()), None)
+    return spec, set() if batch is None else _unbatched(ins[0], batch, set(taken))
 
 
 def _fed(outs: list[tuple], ins: list[dict], k: int) -> str | None:
