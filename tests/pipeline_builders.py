@@ -174,7 +174,7 @@ def hunyuan_video():
                                           pooled_projection_dim=32, rope_axes_dim=(2, 4, 4)).eval()
     tok = bpe_tokenizer(bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", pad_token="<|eot_id|>")
     return d.HunyuanVideoPipeline(text_encoder=llama, tokenizer=tok, transformer=tr, vae=vae,
-                                  scheduler=flow_scheduler(shift=7.0), text_encoder_2=_clip_text(),
+                                  scheduler=flow_scheduler(shift=7.0), text_encoder_2=tiny_clip_text(),
                                   tokenizer_2=clip_tokenizer())
 
 
