@@ -23,27 +23,15 @@ from coverage_models import CASES, NAMED, OUT_OF_SCOPE, enumerated, in_scope
 ROWS: dict[str, dict] = {}
 
 # Classes whose inputs build and run but whose caching fails today, with why (the row records the actual error).
-_FRAMES = "units see batch*frames rows, the session expects the model's batch (SessionError)"
-_RISING = "its pipeline passes a rising timestep (1 - t): the step clock sees every step as a new run"
-_STREAM = "detected streams do not match the block's arguments or returns"
-_FLEX = "flex attention fails under the FLOP meter's dispatch mode"
-KNOWN_GAPS: dict[str, str] = {
-    "UNet3DConditionModel": _FRAMES, "I2VGenXLUNet": _FRAMES, "UNetMotionModel": _FRAMES,
-    "UNetSpatioTemporalConditionModel": _FRAMES, "LatteTransformer3DModel": _FRAMES,
-    "WanAnimate2Transformer3DModel": "list inputs: units see a batch the session does not (SessionError)",
-    "ErnieImageTransformer2DModel": "sequence-first units (S, B, D): the session reads dim 0 as the batch",
-    "Lumina2Transformer2DModel": _RISING, "LuminaNextDiT2DModel": _RISING, "ZImageTransformer2DModel": _RISING,
-    "Ideogram4Transformer2DModel": _RISING,
-    "AuraFlowTransformer2DModel": _STREAM, "BriaFiboTransformer2DModel": _STREAM, "ChromaTransformer2DModel": _STREAM,
-    "Flux2Transformer2DModel": _STREAM, "HiDreamImageTransformer2DModel": _STREAM, "WanVACETransformer3DModel": _STREAM,
-    "Kandinsky6Transformer3DModel": _STREAM, "AnyFlowFARTransformer3DModel": _FLEX,
-    "Kandinsky6SRTransformer3DModel": _FLEX,
+_FLEX = "flex attention does not run under the FLOP meter's dispatch mode (torch FlopCounterMode)"
+KNOWN_GAPS: dict[str, str] = {  # strict: a gap that closes fails here, and its line must go
+    "AnyFlowFARTransformer3DModel": _FLEX, "Kandinsky6SRTransformer3DModel": _FLEX,
     "BriaFibo2Transformer2DModel": "the FLOP meter's module tracker fails on its blocks (autograd graph hook)",
 }
 
 
 def _params(cases: list[Case]) -> list:
-    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=KNOWN_GAPS[c.id], strict=False)]
+    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=KNOWN_GAPS[c.id], strict=True)]
                          if c.id in KNOWN_GAPS else []) for c in cases]
 
 

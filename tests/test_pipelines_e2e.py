@@ -23,15 +23,11 @@ from pipeline_builders import PIPELINES, call_kwargs
 RESULTS: dict[str, dict] = {}
 
 # Pipelines that build and run plain but whose caching fails today, with why (the result records the error).
-KNOWN_GAPS: dict[str, str] = {
-    "AnimateDiffPipeline": "UNetMotionModel units see batch*frames rows, the session expects the model's batch",
-    "LattePipeline": "Latte's temporal blocks see batch*tokens rows, the session expects the model's batch",
-    "HiDreamImagePipeline": "detected streams: a block returns None for a stream (AttributeError in the cache)",
-}
+KNOWN_GAPS: dict[str, str] = {}  # none today (AnimateDiff, Latte and HiDream were, before per-unit streams)
 
 
 def _params(names) -> list:
-    return [pytest.param(n, id=n, marks=[pytest.mark.xfail(reason=KNOWN_GAPS[n], strict=False)]
+    return [pytest.param(n, id=n, marks=[pytest.mark.xfail(reason=KNOWN_GAPS[n], strict=True)]
                          if n in KNOWN_GAPS else []) for n in sorted(names)]
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+from torch.utils._pytree import tree_leaves
 
 from ..errors import SessionError
-from .cache import Streams, add
+from .cache import Streams, add, stream
 from .tensors import first_tensor, merge_rows, placeholder, skeleton, slice_rows
 
 __all__ = ["strategy_for"]
@@ -96,9 +97,18 @@ class Spans(PerUnit):
         for (i, spec), prev in zip(layout, [None, *layout]):
             self.start[i] = i if prev is None or prev[1] != spec else self.start[prev[0]]
         self.last = {self.start[i]: i for i, _ in layout}  # span -> its last unit
+        self.first_call = None  # the session's first call, on which spans are checked (see `_learn`)
+        self.out_ids: dict[int, list[int]] = {}  # first call: ids of each unit's stream outputs
+        self.per_unit = False  # a unit read another's output beside the stream: cache per unit instead
 
     def decide(self, unit, call_next: Callable, bound, decision) -> Any:
         s, i, br = self.s, unit.index, self.s.branch
+        if self.first_call is None:
+            self.first_call = s.call
+        if s.call is self.first_call:
+            self._learn(unit, bound)
+        if self.per_unit:
+            return super().decide(unit, call_next, bound, decision)
         span = ("span", self.start[i])
         streams: Streams = s.streams[i]
         self.check_batch(i, span)
@@ -106,6 +116,8 @@ class Spans(PerUnit):
         if span not in br.cache or decision is True:
             out, res = self.compute(unit, call_next, bound, s.batch)
             self._sum(br, span, i, first, res, None, streams)
+            if s.call is self.first_call:
+                self.out_ids[i] = [id(o) for o in ((out,) if streams.single else out)]
             return out
         end = i in self.ends
         full = streams.replay(bound, br.cache.replay(span, s.step)) if end else streams.identity(bound)
@@ -130,6 +142,31 @@ class Spans(PerUnit):
         else:
             br.cache.store_rows(span, total, rows, self.s.step)
 
+
+    def _learn(self, unit, bound) -> None:
+        """On the first call, check that a span's blocks hand the stream on untouched and read nothing else.
+
+        The next block of a span must receive, as its streams, the very tensors the previous one returned (glue
+        code in between, such as a reshape, ends the span there); a block that reads an earlier block's output
+        through another argument (long skips) makes the session cache per unit.
+        """
+        s, i, br = self.s, unit.index, self.s.branch
+        streams: Streams = s.streams[i]
+        names = [n for n in streams.names if n is not None]
+        if i != self.start[i] and [id(stream(bound, n)) for n in streams.names] != self.out_ids.get(i - 1):
+            start = self.start[i]
+            self._split(start, i - 1)
+            self.ends.add(i - 1)
+            if ("span", start) in br.pending:
+                br.cache.store(("span", start), br.pending.pop(("span", start)), s.step)
+        ends = {j for j in self.out_ids if j in self.ends}
+        inner = {x for j, ids in self.out_ids.items() if j not in ends for x in ids}
+        others = [v for k, v in bound.arguments.items() if k not in names]
+        if any(id(t) in inner for t in tree_leaves(others) if isinstance(t, torch.Tensor)):
+            self.per_unit = True  # the spans cached so far are dropped; their units compute at the next step
+            for key in [k for k in br.cache.values if isinstance(k, tuple)]:
+                br.cache.drop(key)
+            br.pending.clear()
 
     def _split(self, start: int, i: int) -> None:
         last = self.last[start]
