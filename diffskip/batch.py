@@ -7,11 +7,11 @@ temporary name and renamed; `manifest.jsonl` gets one flushed line per image, af
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ import torch
 
 from . import jsonl
 from .errors import PromptFileError, short
+from .fileio import FileError, image_digest, read_bytes, write_atomic
 from .runfolder import check_png
 
 __all__ = ["Row", "BadRow", "read_prompts", "plan_batches", "BatchRun", "MANIFEST", "row_differences",
@@ -44,6 +45,7 @@ class Row:
     width: int | None = None
     height: int | None = None
     control_image: str | None = None  # condition image path for a control model (docs/control.md)
+    control_sha256: str | None = None  # the condition image's content hash (part of the run identity)
 
 
 @dataclass(frozen=True)
@@ -92,13 +94,11 @@ def read_prompts(path: str | Path, base_seed: int = 0, width: int | None = None,
     if path.suffix not in (".txt", ".jsonl"):
         raise PromptFileError(f"prompt file {str(path)!r}: suffix {path.suffix!r} is not supported; allowed: .txt "
                               f"(one prompt a line) or .jsonl (one {{\"prompt\": ...}} object a line).")
-    if not path.is_file():
-        raise PromptFileError(f"prompt file {str(path)!r} {'is a folder' if path.is_dir() else 'does not exist'}; "
-                              f"allowed: a .txt or .jsonl file. Fix the --prompts path.")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PromptFileError(f"prompt file {str(path)!r}: cannot read it ({exc.strerror}).") from None
+        data = read_bytes(path, "--prompts")  # a FIFO or device is refused, never waited on
+    except FileError as exc:
+        raise PromptFileError(f"prompt file: {exc} Allowed: a .txt or .jsonl file. Fix the --prompts path.") from None
+    data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data  # a BOM is not part of a prompt
     rows: list[Row] = []
     bad: list[BadRow] = []
     index = 0
@@ -137,11 +137,14 @@ def _parse_row(path: Path, text: str, index: int, base_seed: int, width: int | N
     seed = d.get("seed", base_seed + index)
     if seed > MAX_SEED:
         return f"seed {base_seed} + row {index} = {seed} is over 2**64 - 1; give this row a 'seed' or a smaller --seed"
-    control = None if d.get("control_image") is None else path.parent / d["control_image"]
-    if control is not None and not control.is_file():
-        return f"'control_image'={short(d['control_image'])}: no file {control} (paths are relative to the prompt file)"
+    control, digest = None if d.get("control_image") is None else path.parent / d["control_image"], None
+    if control is not None:
+        try:
+            digest = image_digest(control, "'control_image'")
+        except FileError as exc:
+            return f"{exc} (paths are relative to the prompt file)"
     rows.append(Row(index, d["prompt"], seed, d.get("negative_prompt"), d.get("width", width),
-                    d.get("height", height), control and str(control)))
+                    d.get("height", height), control and str(control), digest))
     return None
 
 
@@ -155,8 +158,8 @@ def row_differences(manifest: dict[int, dict], rows: list[Row]) -> list[str]:
             out.append(f"image {i} ({short(m.get('prompt'), 40)}) has no good row {i} in the prompt file now")
             continue
         for key, value in (("prompt", r.prompt), ("seed", r.seed), ("negative_prompt", r.negative_prompt),
-                           ("width", r.width), ("height", r.height)):
-            if (value is not None or key == "negative_prompt") and m.get(key) != value:  # size None: the default
+                           ("width", r.width), ("height", r.height), ("control_sha256", r.control_sha256)):
+            if (value is not None or key in ("negative_prompt", "control_sha256")) and m.get(key) != value:  # size None: the default
                 out.append(f"row {i} {key} {short(m.get(key), 40)} there, {short(value, 40)} now")
     return out
 
@@ -221,16 +224,17 @@ class BatchRun:
         steps, guidance: denoising steps and guidance scale.
         batch_size: images per pipeline call (rows with the same size / negative prompt only).
         state: an `accelerate.PartialState`; None makes one (a single process unless launched by accelerate).
+        control_scale: multiplies the control residuals of rows with a condition image (None: the pipeline's 1.0).
     """
 
     def __init__(self, pipe: Any, out: str | Path, steps: int, guidance: float, batch_size: int = 4, state=None,
-                 model: str | None = None):
+                 model: str | None = None, control_scale: float | None = None):
         from accelerate import PartialState
 
         self.pipe, self.out, self.steps, self.guidance, self.batch_size = pipe, Path(out), steps, guidance, batch_size
         self.state = state or PartialState()
         self.policy = str(getattr(pipe, "policy", "none"))
-        self.model = model
+        self.model, self.control_scale = model, control_scale
         self.redone: list[str] = []  # finished images that failed their check and are made again
         self.made = 0  # images this process wrote
 
@@ -275,15 +279,15 @@ class BatchRun:
             kw["negative_prompt"] = [r0.negative_prompt] * len(batch)
         kw.update({k: v for k, v in (("width", r0.width), ("height", r0.height), ("control_image", r0.control_image))
                    if v is not None})
+        if r0.control_image is not None and self.control_scale is not None:
+            kw["control_scale"] = self.control_scale
         return self.pipe([r.prompt for r in batch], **kw).images
 
     def _write(self, row: Row, image, secs: float, stats, n: int) -> dict:
         path = png_path(self.out, row.index)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         buf = io.BytesIO()
         image.save(buf, format="PNG")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)  # a killed run never leaves a partial PNG under the final name
+        write_atomic(path, buf.getvalue(), "--out")  # a killed run never leaves a partial PNG under its final name
         rec = {"index": row.index, "seed": row.seed, "prompt": row.prompt, "negative_prompt": row.negative_prompt,
                "width": image.width, "height": image.height, "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
                "model": self.model, "steps": self.steps, "guidance": self.guidance,
@@ -293,6 +297,6 @@ class BatchRun:
                "reused": None if stats is None else stats.reused / n,
                "flops_fraction": None if stats is None else stats.flops_fraction}
         if row.control_image is not None:
-            rec["control_image"] = row.control_image
+            rec.update(control_image=row.control_image, control_sha256=row.control_sha256)
         jsonl.append(self.out / MANIFEST, rec)  # one append per row: whole lines
         return rec

@@ -1,15 +1,55 @@
-"""Checks of `diffskip generate` options: before the model loads (precheck), against the loaded model
+"""Checks of `diffskip generate` options: before the folder is touched (precheck), against the loaded model
 (check_loaded), and the run identity an output folder records."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import hashlib
+import math
 
-from . import UsageError
+from ..fileio import check_input, image_digest, read_bytes
+from .common import DEFAULT_PROMPTS, UsageError, device
+
+MAX_CONTROL_SCALE = 10.0
+
+
+def control_scale(text: str) -> float:
+    """argparse type: a finite control scale in [0, MAX_CONTROL_SCALE] (0: the base model, 1: as trained)."""
+    try:
+        value = float(text) if text.isascii() else math.nan
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0.0 <= value <= MAX_CONTROL_SCALE):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is invalid; allowed: a finite number in [0, "
+                                         f"{MAX_CONTROL_SCALE:g}] (0: no control, 1: as trained).")
+    return value
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """Checks that need no model, run before the output folder is touched: device, policy, control, inputs."""
+    from ..policies import parse
+
+    device(args.device)
+    policy = parse(args.policy)
+    if hasattr(policy, "check_steps"):
+        policy.check_steps(args.steps)
+    images = getattr(args, "control_image", None) or []
+    if bool(args.control) != bool(images) and not args.prompts:
+        raise UsageError("--control (a control branch: a shipped name like fashion-pixart-relactrl-edges, or a folder) "
+                         "and --control-image (the condition image) go together; pass both or neither.")
+    if args.control:
+        from ..assets.controls import check_base, control_path
+
+        check_base(control_path(args.control), args.model)
+    n = len(args.prompt or DEFAULT_PROMPTS)
+    if len(images) not in (0, 1, n) and not args.prompts:
+        raise UsageError(f"--control-image given {len(images)} times for {n} prompts; allowed: one image for all "
+                         f"prompts, or one per --prompt in order.")
+    for path in images:
+        image_digest(path, "--control-image")  # a file that decodes, not too large, not a FIFO or device
 
 
 def check_loaded(pipe, args: argparse.Namespace) -> None:
-    """Check --steps and --size against the loaded scheduler and denoiser, before any image is made."""
+    """Check --steps, --size and the control branch against the loaded model, before any image is made."""
     sched = pipe.scheduler
     trial = type(sched).from_config(sched.config)
     n = trial.config.get("num_train_timesteps", None)
@@ -22,18 +62,23 @@ def check_loaded(pipe, args: argparse.Namespace) -> None:
         ts = trial.timesteps
         return len(ts) > 0 and (n is None or (float(ts.max()) < n and float(ts.min()) >= 0))
 
-    if not fits(args.steps):
-        lo, hi = 1, min(args.steps, n or args.steps)  # the largest count that fits (fits(1) is assumed)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
-        raise UsageError(f"--steps {args.steps}: {type(sched).__name__} ({n} training timesteps) cannot run it; "
-                         f"allowed: 1 to {lo} steps. Fix: --steps {min(lo, 25)}.")
+    for what, k in (("--steps", args.steps), ("the plan's full_steps", getattr(args, "full_steps", None))):
+        if k is not None and not fits(k):
+            lo, hi = 1, min(k, n or k)  # the largest count that fits (fits(1) is assumed)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+            raise UsageError(f"{what} {k}: {type(sched).__name__} ({n} training timesteps) cannot run it; "
+                             f"allowed: 1 to {lo} steps. Fix: --steps {min(lo, 25)}.")
     size = getattr(args, "size", None)
     den = getattr(pipe, "denoiser", None)
     unit = getattr(pipe, "vae_scale_factor", 8) * (getattr(getattr(den, "config", None), "patch_size", None) or 1)
     if size is not None and size % unit:
         raise UsageError(f"--size {size}: this model needs a multiple of {unit}; e.g. --size {max(unit, size // unit * unit)}.")
+    if getattr(args, "control", None):
+        from ..assets.controls import check_base, control_path
+
+        check_base(control_path(args.control), args.model, den)
     policy = pipe.policy
     if hasattr(policy, "check_steps"):
         policy.check_steps(args.steps)
@@ -46,18 +91,14 @@ def identity(args: argparse.Namespace, pipe=None) -> dict:
     out = {"model": args.model, "steps": args.steps, "guidance": args.guidance, "size": args.size,
            "policy": str(parse(args.policy))}
     if getattr(args, "plan", None) is not None:  # the plan's scheduler and jump, by content
-        import hashlib
-
-        out["plan"] = hashlib.sha256(Path(args.plan).read_bytes()).hexdigest()[:16]
+        out["plan"] = hashlib.sha256(read_bytes(args.plan, "--plan")).hexdigest()[:16]
     if getattr(args, "control", None):
         out.update(control=args.control, control_scale=args.control_scale)
         if args.control_image:
-            import hashlib
-
-            out["control_image"] = hashlib.sha256(Path(args.control_image).read_bytes()).hexdigest()[:16]
-    if not args.prompts:
-        from .generate import DEFAULT_PROMPTS
-
+            out["control_image"] = [image_digest(p, "--control-image") for p in args.control_image]
+    if args.prompts:
+        out["batch_size"] = args.batch_size  # batches are not bitwise independent of their size
+    else:
         out.update(prompts=args.prompt or DEFAULT_PROMPTS, per_prompt=args.per_prompt, seed=args.seed,
                    baseline=args.baseline)
     if pipe is not None:
@@ -69,10 +110,13 @@ def identity(args: argparse.Namespace, pipe=None) -> dict:
     return out
 
 
-def precheck(args: argparse.Namespace) -> None:
-    """Checks that need no model: the policy against --steps (a mask of another length is refused now)."""
-    from ..policies import parse
+def plan_file(path: str) -> dict:
+    """Read a plan file (a regular file: a FIFO is refused, never waited on) and return its validated dict."""
+    from ..plans import load_plan
 
-    policy = parse(args.policy)
-    if hasattr(policy, "check_steps"):
-        policy.check_steps(args.steps)
+    check_input(path, "--plan")
+    try:
+        return load_plan(path)
+    except (KeyError, RecursionError, TypeError) as exc:
+        raise UsageError(f"--plan {path}: not a valid plan ({type(exc).__name__}: {str(exc)[:80]}); allowed: a file "
+                         f"written by `diffskip tune` with policy and num_steps. Fix: tune again.") from None
