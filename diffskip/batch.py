@@ -8,10 +8,13 @@ temporary name and renamed; `manifest.jsonl` gets one flushed line per image, af
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import io
 import json
 import logging
+import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,7 @@ import torch
 
 from . import jsonl
 from .errors import PromptFileError, short
-from .fileio import FileError, image_digest, read_bytes, write_atomic
+from .fileio import FileError, describe, image_digest, read_bytes, why, write_atomic
 from .runfolder import check_png
 
 __all__ = ["Row", "BadRow", "read_prompts", "plan_batches", "BatchRun", "MANIFEST", "row_differences",
@@ -95,9 +98,14 @@ def read_prompts(path: str | Path, base_seed: int = 0, width: int | None = None,
         raise PromptFileError(f"prompt file {str(path)!r}: suffix {path.suffix!r} is not supported; allowed: .txt "
                               f"(one prompt a line) or .jsonl (one {{\"prompt\": ...}} object a line).")
     try:
-        data = read_bytes(path, "--prompts")  # a FIFO or device is refused, never waited on
-    except FileError as exc:
-        raise PromptFileError(f"prompt file: {exc} Allowed: a .txt or .jsonl file. Fix the --prompts path.") from None
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise PromptFileError(f"prompt file {str(path)!r}: {'does not exist' if exc.errno == errno.ENOENT else why(exc)}; "
+                              f"allowed: a .txt or .jsonl file. Fix the --prompts path.") from None
+    if not stat.S_ISREG(mode):  # a FIFO or device is refused, never waited on
+        raise PromptFileError(f"prompt file {str(path)!r} is {describe(mode)}; allowed: a .txt or .jsonl file. Fix "
+                              f"the --prompts path.")
+    data = read_bytes(path, "--prompts")
     data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data  # a BOM is not part of a prompt
     rows: list[Row] = []
     bad: list[BadRow] = []

@@ -51,6 +51,9 @@ def check_input(path: str | Path, what: str, folder: bool = False) -> Path:
     p = Path(path)
     try:
         mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise FileError(f"{what} {short(str(p), 120)}: no file or folder there; allowed: an existing {want[2:]}. "
+                        f"Fix the path.") from None
     except OSError as exc:
         raise FileError(f"{what} {short(str(p), 120)}: cannot use it ({why(exc)}); allowed: an existing "
                         f"{want[2:]}. Fix the path.") from None
@@ -107,7 +110,7 @@ def check_output(path: str | Path, what: str, overwrite: bool = False) -> Path:
     if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
         raise FileError(f"{what} {short(str(p), 120)} is {describe(mode)}; allowed: a new file path. Fix the path.")
     if mode is not None and not overwrite:
-        raise FileError(f"{what} {short(str(p), 120)} exists; allowed: a new file, or --overwrite to replace it.")
+        raise FileError(f"{what} {short(str(p), 120)} exists; allowed: a new path, or --overwrite to replace it.")
     if not parent.is_dir():
         raise FileError(f"{what} {short(str(p), 120)}: the folder {short(str(parent), 120)} does not exist; "
                         f"allowed: a path in an existing folder. Fix: create the folder first.")

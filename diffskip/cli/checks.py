@@ -48,8 +48,8 @@ def precheck(args: argparse.Namespace) -> None:
         image_digest(path, "--control-image")  # a file that decodes, not too large, not a FIFO or device
 
 
-def check_loaded(pipe, args: argparse.Namespace) -> None:
-    """Check --steps, --size and the control branch against the loaded model, before any image is made."""
+def check_steps(pipe, steps: int, what: str = "--steps") -> None:
+    """Refuse a step count the loaded scheduler cannot run (e.g. 1000 steps of a 1000-step DDIM), in one line."""
     sched = pipe.scheduler
     trial = type(sched).from_config(sched.config)
     n = trial.config.get("num_train_timesteps", None)
@@ -62,14 +62,25 @@ def check_loaded(pipe, args: argparse.Namespace) -> None:
         ts = trial.timesteps
         return len(ts) > 0 and (n is None or (float(ts.max()) < n and float(ts.min()) >= 0))
 
-    for what, k in (("--steps", args.steps), ("the plan's full_steps", getattr(args, "full_steps", None))):
-        if k is not None and not fits(k):
-            lo, hi = 1, min(k, n or k)  # the largest count that fits (fits(1) is assumed)
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
-            raise UsageError(f"{what} {k}: {type(sched).__name__} ({n} training timesteps) cannot run it; "
-                             f"allowed: 1 to {lo} steps. Fix: --steps {min(lo, 25)}.")
+    if not fits(steps):
+        lo, hi = 1, min(steps, n or steps)  # the largest count that fits (fits(1) is assumed)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        raise UsageError(f"{what} {steps}: {type(sched).__name__} ({n} training timesteps) cannot run it; "
+                         f"allowed: 1 to {lo} steps. Fix: --steps {min(lo, 25)}.")
+
+
+def check_loaded(pipe, args: argparse.Namespace) -> None:
+    """Check --steps, --size and the control branch against the loaded model, before any image is made."""
+    check_steps(pipe, args.steps)
+    inner = getattr(pipe, "pipe", pipe)
+    if args.steps == 1 and type(inner).__name__.startswith("PixArt") and "LCM" not in type(inner.scheduler).__name__:
+        # diffusers' PixArt pipelines read the scheduler's x0 output at one step, which only LCM-style ones return
+        raise UsageError(f"--steps 1: {type(inner).__name__} runs one step only with an LCM-style scheduler, not "
+                         f"{type(inner.scheduler).__name__}; allowed: 2 steps or more. Fix: --steps 2.")
+    if getattr(args, "full_steps", None):
+        check_steps(pipe, args.full_steps, "the plan's full_steps")
     size = getattr(args, "size", None)
     den = getattr(pipe, "denoiser", None)
     unit = getattr(pipe, "vae_scale_factor", 8) * (getattr(getattr(den, "config", None), "patch_size", None) or 1)
