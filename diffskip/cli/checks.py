@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+from pathlib import Path
 
+from ..errors import short
 from ..fileio import check_input, image_digest, read_bytes
 from .common import DEFAULT_PROMPTS, UsageError, device
 
@@ -26,8 +28,16 @@ def control_scale(text: str) -> float:
 
 def precheck(args: argparse.Namespace) -> None:
     """Checks that need no model, run before the output folder is touched: device, policy, control, inputs."""
+    from ..pipeline import resolve_model
     from ..policies import parse
 
+    if not str(args.out).strip():
+        raise UsageError("--out is empty; allowed: a folder path. Fix: give one, e.g. --out out/run.")
+    try:
+        Path(resolve_model(args.model)).exists()
+    except OSError as exc:  # a name too long for the file system
+        raise UsageError(f"--model {short(args.model, 60)}: not a usable name ({exc.strerror}); allowed: an embedded "
+                         f"name, a diffusers folder, a hub id, or tiny-sd.") from None
     device(args.device)
     policy = parse(args.policy)
     if hasattr(policy, "check_steps"):
