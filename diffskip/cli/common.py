@@ -19,7 +19,7 @@ DEFAULT_PROMPTS = ["a photo of a t-shirt", "a pair of trousers, product shot", "
                    "a photo of a sneaker", "a bag on white", "an ankle boot, studio photo"]
 # the default policy by step count (docs/defaults.md: measured against fewer plain steps at equal FLOPs):
 # below MIN_STEPS_EVERY[2] steps caching loses to fewer steps, so the default computes every step
-MIN_STEPS_EVERY = {3: 20, 2: 8}
+MIN_STEPS_EVERY = {3: 8, 2: 6}
 
 
 class UsageError(DiffSkipError, ValueError):
