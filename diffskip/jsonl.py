@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .fileio import CLOEXEC, NOFOLLOW, read_bytes, write_atomic
+from .fileio import CLOEXEC, NOFOLLOW, FileError, read_bytes, why, write_atomic
 
 __all__ = ["read", "append", "rewrite"]
 logger = logging.getLogger(__name__)
@@ -32,11 +32,15 @@ def read(path: str | Path) -> list[dict]:
 
 def append(path: str | Path, record: dict) -> None:
     """Append one record as one write (O_APPEND, never through a link), so concurrent writers never interleave."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o644)
     try:
-        os.write(fd, (json.dumps(record) + "\n").encode("utf-8"))
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o644)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
+    except OSError as exc:  # a read-only folder, or a link at the manifest's name (never written through)
+        raise FileError(f"manifest {path}: cannot append to it ({why(exc)}); allowed: a regular file in a folder you "
+                        f"can write. Fix: change its permissions or use another --out.") from None
 
 
 def rewrite(path: str | Path, records: Iterable[dict]) -> None:
