@@ -151,8 +151,9 @@ def summary(report: dict, out: str) -> list[str]:
     st, psnr, f = report["stats"], report.get("psnr_vs_baseline"), report.get("flops_vs_full")
     f = st["flops_fraction"] if f is None else f
     against = f" ({report['full_steps']} steps)" if report.get("full_steps", report["steps"]) != report["steps"] else ""
+    flops = f"{f:.3f} of full{against} ({1 / f:.2f}x fewer)" if f else "not counted"
     line = (f"policy {report['policy']}: {st['computed']} unit evaluations computed, {st['reused']} reused, "
-            f"denoiser FLOPs {f:.3f} of full{against} ({1 / f:.2f}x fewer), {report['seconds']}s")
+            f"denoiser FLOPs {flops}, {report['seconds']}s")
     if "baseline_seconds" in report:
         line += (f" (baseline {report['baseline_seconds']}s: {report['speedup_wall']:.2f}x wall-clock, median of "
                  f"{report.get('repeats', 1)} after a warm-up; PSNR vs baseline "
