@@ -91,7 +91,7 @@ def test_any_option_value_parses_into_range_or_fails_in_one_line_with_exit_2(cap
     assert 1 <= args.batch_size and 1 <= args.per_prompt
 
 
-TINY_UNITS = 20  # unit evaluations per denoiser call and guidance branch on tiny-sd (head/tail are counted in 22)
+TINY_UNITS = 20  # counted unit evaluations per denoiser call and guidance branch on tiny-sd (22 units, tail 2)
 
 
 def _expected_refusal(steps: int, policy: str) -> str | None:
@@ -131,7 +131,9 @@ def test_valid_options_produce_the_pinned_result_on_a_model(tmp_path_factory, ca
     assert status == 0, err
     st_ = json.loads((out / "stats.json").read_text())["stats"]
     branches = 1 if guidance == "1" else 2  # classifier-free guidance runs a cond and an uncond branch
-    units = TINY_UNITS - 1 if policy.startswith("threshold") else TINY_UNITS  # threshold's probe unit: not counted
+    spec = diffskip.parse(policy)  # head/tail units always compute and are not counted; defaults: head 0
+    head = spec.head if spec.head is not None else (1 if policy.startswith("threshold") else 0)  # (threshold: its probe)
+    units = TINY_UNITS + 2 - head - (spec.tail if spec.tail is not None else 2)  # 22 units, default tail 2
     total = units * steps * branches
     assert st_["steps"] == steps and st_["computed"] + st_["reused"] == total
     assert st_["computed"] >= units * branches * min(steps, 2)  # the first and the final step compute
