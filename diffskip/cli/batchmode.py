@@ -12,9 +12,8 @@ from .common import UsageError, device, load
 def run_batch(args: argparse.Namespace) -> int:
     """Generate every row of `--prompts` into `--out` (resumable, split across accelerate processes).
 
-    Returns the exit status: 1 when some rows were bad (the good ones are still generated), else 0. The
-    end-of-run report prints however the run ends (finished, failed, or interrupted). With --overwrite the
-    folder's earlier files are deleted only once the model has loaded and passed its checks.
+    Returns 1 when some rows were bad (the good ones still run), else 0; the end-of-run report prints however
+    the run ends. With --overwrite the earlier files go only once the model has loaded and passed its checks.
     """
     from accelerate import PartialState
 
