@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
-import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
 from . import jsonl
-from .errors import PromptFileError, short
+from .errors import short
+from .fileio import write_atomic
+from .promptfile import MAX_SEED, MAX_SIZE, BadRow, Row, read_prompts
 from .runfolder import check_png
 
 __all__ = ["Row", "BadRow", "read_prompts", "plan_batches", "BatchRun", "MANIFEST", "row_differences",
@@ -28,121 +27,6 @@ __all__ = ["Row", "BadRow", "read_prompts", "plan_batches", "BatchRun", "MANIFES
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
-JSONL_KEYS = {"prompt", "seed", "negative_prompt", "width", "height", "control_image"}
-MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 .. 2**64 - 1
-MAX_SIZE = 2048  # pixels per side: a typo like 100000 is refused instead of allocating 100 GB
-
-
-@dataclass(frozen=True)
-class Row:
-    """One image to generate: its index (file name), prompt, seed, negative prompt and size."""
-
-    index: int
-    prompt: str
-    seed: int
-    negative_prompt: str | None = None
-    width: int | None = None
-    height: int | None = None
-    control_image: str | None = None  # condition image path for a control model (docs/control.md)
-
-
-@dataclass(frozen=True)
-class BadRow:
-    """A prompt-file row that cannot be generated: where it is and what is wrong."""
-
-    index: int
-    where: str  # "file:line"
-    problem: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.problem}"
-
-
-def _check_jsonl(d: Any) -> str | None:
-    """Return what is wrong with one jsonl row (None if it is fine)."""
-    if not isinstance(d, dict):
-        return f"expected a JSON object like {{\"prompt\": \"...\"}}, got {type(d).__name__}"
-    unknown = sorted(set(d) - JSONL_KEYS)
-    if unknown:
-        return f"unknown keys {unknown}; allowed: {sorted(JSONL_KEYS)}"
-    if not isinstance(d.get("prompt"), str) or not d["prompt"].strip():
-        return "'prompt' must be a non-empty string"
-    seed = d.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
-        return f"'seed'={short(seed)} must be an int in [0, 2**64 - 1] (the generator's range)"
-    if d.get("negative_prompt") is not None and not isinstance(d["negative_prompt"], str):
-        return f"'negative_prompt'={short(d['negative_prompt'])} must be a string"
-    if d.get("control_image") is not None and not isinstance(d["control_image"], str):
-        return f"'control_image'={short(d['control_image'])} must be a path string"
-    for k in ("width", "height"):
-        v = d.get(k)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 8 <= v <= MAX_SIZE or v % 8):
-            return f"{k!r}={short(v)} must be a multiple of 8 in [8, {MAX_SIZE}]"
-    return None
-
-
-def read_prompts(path: str | Path, base_seed: int = 0, width: int | None = None,
-                 height: int | None = None) -> tuple[list[Row], list[BadRow]]:
-    """Read a .txt (one prompt a line) or .jsonl prompt file; bad rows are returned, not raised.
-
-    Blank lines and lines starting with '#' are skipped; every other line takes the next index, bad or not,
-    so fixing a bad row later never renumbers the others. `width`/`height` are defaults for rows without.
-    """
-    path = Path(path)
-    if path.suffix not in (".txt", ".jsonl"):
-        raise PromptFileError(f"prompt file {str(path)!r}: suffix {path.suffix!r} is not supported; allowed: .txt "
-                              f"(one prompt a line) or .jsonl (one {{\"prompt\": ...}} object a line).")
-    if not path.is_file():
-        raise PromptFileError(f"prompt file {str(path)!r} {'is a folder' if path.is_dir() else 'does not exist'}; "
-                              f"allowed: a .txt or .jsonl file. Fix the --prompts path.")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PromptFileError(f"prompt file {str(path)!r}: cannot read it ({exc.strerror}).") from None
-    rows: list[Row] = []
-    bad: list[BadRow] = []
-    index = 0
-    for n, raw in enumerate(data.splitlines(), start=1):
-        try:
-            text = raw.decode("utf-8").strip()
-        except UnicodeDecodeError as e:
-            bad.append(BadRow(index, f"{path}:{n}", f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
-                                                     f"{e.start + 1}); save the file as UTF-8"))
-            index += 1
-            continue
-        if not text or text.startswith("#"):
-            continue
-        problem = _parse_row(path, text, index, base_seed, width, height, rows)
-        if problem:
-            bad.append(BadRow(index, f"{path}:{n}", problem))
-        index += 1
-    return rows, bad
-
-
-def _parse_row(path: Path, text: str, index: int, base_seed: int, width: int | None, height: int | None,
-               rows: list[Row]) -> str | None:
-    """Append the row `text` describes to `rows`, or return what is wrong with it."""
-    if path.suffix == ".txt":
-        d: Any = {"prompt": text}
-    else:
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            return f"invalid JSON ({e.msg} at column {e.colno})"
-        except RecursionError:
-            return "invalid JSON (nested too deeply)"
-        problem = _check_jsonl(d)
-        if problem:
-            return problem
-    seed = d.get("seed", base_seed + index)
-    if seed > MAX_SEED:
-        return f"seed {base_seed} + row {index} = {seed} is over 2**64 - 1; give this row a 'seed' or a smaller --seed"
-    control = None if d.get("control_image") is None else path.parent / d["control_image"]
-    if control is not None and not control.is_file():
-        return f"'control_image'={short(d['control_image'])}: no file {control} (paths are relative to the prompt file)"
-    rows.append(Row(index, d["prompt"], seed, d.get("negative_prompt"), d.get("width", width),
-                    d.get("height", height), control and str(control)))
-    return None
 
 
 def row_differences(manifest: dict[int, dict], rows: list[Row]) -> list[str]:
@@ -155,8 +39,8 @@ def row_differences(manifest: dict[int, dict], rows: list[Row]) -> list[str]:
             out.append(f"image {i} ({short(m.get('prompt'), 40)}) has no good row {i} in the prompt file now")
             continue
         for key, value in (("prompt", r.prompt), ("seed", r.seed), ("negative_prompt", r.negative_prompt),
-                           ("width", r.width), ("height", r.height)):
-            if (value is not None or key == "negative_prompt") and m.get(key) != value:  # size None: the default
+                           ("width", r.width), ("height", r.height), ("control_sha256", r.control_sha256)):
+            if (value is not None or key in ("negative_prompt", "control_sha256")) and m.get(key) != value:  # size None: the default
                 out.append(f"row {i} {key} {short(m.get(key), 40)} there, {short(value, 40)} now")
     return out
 
@@ -221,16 +105,17 @@ class BatchRun:
         steps, guidance: denoising steps and guidance scale.
         batch_size: images per pipeline call (rows with the same size / negative prompt only).
         state: an `accelerate.PartialState`; None makes one (a single process unless launched by accelerate).
+        control_scale: multiplies the control residuals of rows with a condition image (None: the pipeline's 1.0).
     """
 
     def __init__(self, pipe: Any, out: str | Path, steps: int, guidance: float, batch_size: int = 4, state=None,
-                 model: str | None = None):
+                 model: str | None = None, control_scale: float | None = None):
         from accelerate import PartialState
 
         self.pipe, self.out, self.steps, self.guidance, self.batch_size = pipe, Path(out), steps, guidance, batch_size
         self.state = state or PartialState()
         self.policy = str(getattr(pipe, "policy", "none"))
-        self.model = model
+        self.model, self.control_scale = model, control_scale
         self.redone: list[str] = []  # finished images that failed their check and are made again
         self.made = 0  # images this process wrote
 
@@ -275,15 +160,15 @@ class BatchRun:
             kw["negative_prompt"] = [r0.negative_prompt] * len(batch)
         kw.update({k: v for k, v in (("width", r0.width), ("height", r0.height), ("control_image", r0.control_image))
                    if v is not None})
+        if r0.control_image is not None and self.control_scale is not None:
+            kw["control_scale"] = self.control_scale
         return self.pipe([r.prompt for r in batch], **kw).images
 
     def _write(self, row: Row, image, secs: float, stats, n: int) -> dict:
         path = png_path(self.out, row.index)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         buf = io.BytesIO()
         image.save(buf, format="PNG")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)  # a killed run never leaves a partial PNG under the final name
+        write_atomic(path, buf.getvalue(), "--out")  # a killed run never leaves a partial PNG under its final name
         rec = {"index": row.index, "seed": row.seed, "prompt": row.prompt, "negative_prompt": row.negative_prompt,
                "width": image.width, "height": image.height, "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
                "model": self.model, "steps": self.steps, "guidance": self.guidance,
@@ -293,6 +178,6 @@ class BatchRun:
                "reused": None if stats is None else stats.reused / n,
                "flops_fraction": None if stats is None else stats.flops_fraction}
         if row.control_image is not None:
-            rec["control_image"] = row.control_image
+            rec.update(control_image=row.control_image, control_sha256=row.control_sha256)
         jsonl.append(self.out / MANIFEST, rec)  # one append per row: whole lines
         return rec

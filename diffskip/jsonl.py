@@ -7,21 +7,23 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from .fileio import CLOEXEC, NOFOLLOW, FileError, read_bytes, why, write_atomic
+
 __all__ = ["read", "append", "rewrite"]
 logger = logging.getLogger(__name__)
 
 
 def read(path: str | Path) -> list[dict]:
-    """Return the JSON objects of a .jsonl file in order; skip lines a killed writer left unreadable."""
+    """Return the JSON objects of a .jsonl file in order; skip lines a killed writer left unreadable (or not UTF-8)."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for raw in read_bytes(path, "manifest").splitlines():
         try:
-            d = json.loads(line)
-        except json.JSONDecodeError:
-            logger.info("dropping an unreadable line of %s (a run was killed while writing it): %r", path, line)
+            d = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            logger.info("dropping an unreadable line of %s (a run was killed while writing it): %r", path, raw[:200])
             continue
         if isinstance(d, dict):
             out.append(d)
@@ -29,17 +31,18 @@ def read(path: str | Path) -> list[dict]:
 
 
 def append(path: str | Path, record: dict) -> None:
-    """Append one record as one write (O_APPEND), so concurrent writers never interleave inside a line."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    """Append one record as one write (O_APPEND, never through a link), so concurrent writers never interleave."""
     try:
-        os.write(fd, (json.dumps(record) + "\n").encode("utf-8"))
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o644)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
+    except OSError as exc:  # a read-only folder, or a link at the manifest's name (never written through)
+        raise FileError(f"manifest {path}: cannot append to it ({why(exc)}); allowed: a regular file in a folder you "
+                        f"can write. Fix: change its permissions or use another --out.") from None
 
 
 def rewrite(path: str | Path, records: Iterable[dict]) -> None:
-    """Replace a .jsonl file with `records` atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(d) + "\n" for d in records), encoding="utf-8")
-    os.replace(tmp, path)
+    """Replace a .jsonl file with `records` atomically (temporary file, then rename; never through a link)."""
+    write_atomic(path, "".join(json.dumps(d) + "\n" for d in records), "manifest")

@@ -4,7 +4,9 @@ A folder records the run that writes it (model, weights hash, scheduler, steps, 
 later run into it must match, or it is refused with one line naming the differences and the ways out (a new
 folder, or `overwrite=True`, which deletes only the files diffskip writes). One process at a time: a second
 one is refused at once (it does not wait) while the first holds the lock; the operating system drops the
-lock when a process ends, even by SIGKILL, so a killed run never leaves a stale lock behind.
+lock when a process ends, even by SIGKILL, so a killed run never leaves a stale lock behind (a normal exit also
+removes the lock file). Nothing is ever written through a symbolic link: the lock is created without following
+links, and every file is written to a new temporary file and renamed into place.
 """
 from __future__ import annotations
 
@@ -13,10 +15,13 @@ import io
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
 from .errors import RunFolderError, short
+from .fileio import describe, read_bytes, why, write_atomic, write_temp
+from .lockfile import release_lock, take_lock
 
 __all__ = ["LOCK_FILE", "RUN_FILE", "RunFolder", "check_png", "config_hash", "differences", "weights_hash"]
 
@@ -54,9 +59,13 @@ def check_png(path: Path, row: dict) -> str | None:
     """Return what is wrong with a finished image (None when it is decodable and matches its manifest row)."""
     from PIL import Image
 
-    if not path.is_file():
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
         return "missing"
-    data = path.read_bytes()
+    if not stat.S_ISREG(mode):
+        return f"{describe(mode)}, not a regular file"
+    data = read_bytes(path, "image")
     if not data:
         return "empty file"
     if "sha256" in row and hashlib.sha256(data).hexdigest() != row["sha256"]:
@@ -87,13 +96,14 @@ def refuse(out: Path, diffs: list[str], what: str = "another run") -> RunFolderE
                           f"model, weights, scheduler, steps, guidance, size, policy and prompt rows. {FIX}")
 
 
+
 class RunFolder:
     """An output folder opened for one run: checked writable, locked, its recorded identity compared.
 
     Args:
         out: the folder (created when missing).
         kind: "batch" or "grid"; a folder of the other kind is refused.
-        overwrite: delete diffskip's files in the folder first (other files are left alone).
+        overwrite: kept for callers; the folder is never cleared on opening (callers clear or publish when ready).
     """
 
     def __init__(self, out: str | Path, kind: str, overwrite: bool = False):
@@ -102,40 +112,27 @@ class RunFolder:
 
     # -- opening ---------------------------------------------------------------------------------------
     def open(self) -> RunFolder:
-        """Create the folder if needed, take the lock, and clear it with overwrite; raise RunFolderError."""
+        """Create the folder if needed and take its lock (never through a link); raise RunFolderError."""
         out = self.out
-        if out.exists() and not out.is_dir():
-            raise RunFolderError(f"--out {out} is a file; allowed: a folder (new, or one this command wrote). "
-                                 f"Fix: pick another --out.")
+        if not str(out).strip():
+            raise RunFolderError("--out is empty; allowed: a folder path. Fix: give one, e.g. --out out/run.")
         try:
-            out.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            is_file = out.exists() and not out.is_dir()
+            if not is_file:
+                out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RunFolderError(f"--out {out}: cannot write there ({exc.strerror}); allowed: a folder you can "
-                                 f"write. Fix: pick another --out or change its permissions.") from None
-        self._lock()
-        if self.overwrite:
-            self.clear()
+            raise RunFolderError(f"--out {short(str(out), 120)}: cannot write there ({why(exc)}); allowed: a folder "
+                                 f"you can write. Fix: pick another --out or change its permissions.") from None
+        if is_file:
+            raise RunFolderError(f"--out {short(str(out), 120)} is a file; allowed: a folder (new, or one this command "
+                                 f"wrote). Fix: pick another --out.")
+        self._fd = take_lock(out, LOCK_FILE)
         return self
 
-    def _lock(self) -> None:
-        try:
-            _try_lock(self._fd)
-        except OSError:
-            pid = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(self._fd)
-            self._fd = None
-            raise RunFolderError(f"--out {self.out} is in use by another diffskip run (process {pid}); allowed: one "
-                                 f"run per folder at a time (a second run is refused, it does not wait). Fix: "
-                                 f"wait for that run to finish, or use another --out.") from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
-
     def close(self) -> None:
-        """Release the lock (the lock file stays: removing it would race with a process opening it)."""
+        """Remove the lock file (while holding it, and only if it is still ours), then release the lock."""
         if self._fd is not None:
-            _unlock(self._fd)
-            os.close(self._fd)
+            release_lock(self.out, LOCK_FILE, self._fd)
             self._fd = None
 
     def __enter__(self) -> RunFolder:
@@ -146,8 +143,8 @@ class RunFolder:
 
     # -- contents --------------------------------------------------------------------------------------
     def own_files(self) -> list[Path]:
-        """Return the files in the folder that diffskip writes (PNGs, manifest, stats, run.json, temporaries)."""
-        return sorted(p for p in self.out.iterdir() if p.is_file() and OWN_FILES.match(p.name))
+        """Return the files (or links) in the folder that diffskip writes (PNGs, manifest, stats, run.json, temporaries)."""
+        return sorted(p for p in self.out.iterdir() if (p.is_file() or p.is_symlink()) and OWN_FILES.match(p.name))
 
     def clear(self) -> None:
         """Delete diffskip's files in the folder (everything else stays)."""
@@ -157,10 +154,10 @@ class RunFolder:
     def recorded(self) -> dict | None:
         """Return the folder's run.json (None when it has none); raise when it is unreadable."""
         path = self.out / RUN_FILE
-        if not path.exists():
+        if not os.path.lexists(path):
             return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_bytes(path, "run.json").decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             data = None
         if not isinstance(data, dict):
@@ -183,32 +180,31 @@ class RunFolder:
             raise refuse(self.out, diffs)
 
     def record(self, identity: dict) -> None:
-        """Check the full identity and write run.json (atomically) when the folder has none yet."""
+        """Check the full identity and write run.json (atomically, never through a link) when the folder has none."""
         self.check(identity)
         if self.recorded() is None:
-            tmp = self.out / f".{RUN_FILE}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps({"kind": self.kind, **identity}, indent=1, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, self.out / RUN_FILE)
+            self.write_record(identity)
 
+    def write_record(self, identity: dict) -> None:
+        """Write run.json for `identity` (a temporary file renamed into place)."""
+        write_atomic(self.out / RUN_FILE, json.dumps({"kind": self.kind, **identity}, indent=1, sort_keys=True), "--out")
 
-def _try_lock(fd: int) -> None:
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        import msvcrt
+    def publish(self, files: dict[str, bytes], identity: dict) -> None:
+        """Replace the folder's diffskip files with `files` and record `identity`, once every file is written.
 
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        return
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def _unlock(fd: int) -> None:
-    try:
-        import fcntl
-    except ImportError:
-        import msvcrt
-
-        os.lseek(fd, 0, 0)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        return
-    fcntl.flock(fd, fcntl.LOCK_UN)
+        Each file goes to a temporary name first; only then is run.json removed, each file renamed into place
+        (a link at the name is replaced, never followed), the earlier run's other files deleted, and run.json
+        written last. A run that fails before this point leaves the earlier run's files as they were.
+        """
+        temps = {name: write_temp(self.out / name, data, "--out") for name, data in files.items()}
+        try:
+            if os.path.lexists(self.out / RUN_FILE):
+                os.unlink(self.out / RUN_FILE)
+            for name, tmp in temps.items():
+                os.replace(tmp, self.out / name)
+            for p in self.own_files():
+                if p.name not in files and p.name != RUN_FILE and not p.name.endswith(".tmp"):
+                    p.unlink()
+        except OSError as exc:
+            raise RunFolderError(f"--out {short(str(self.out), 120)}: cannot write there ({why(exc)}). {FIX}") from None
+        self.write_record(identity)

@@ -91,6 +91,18 @@ def test_any_option_value_parses_into_range_or_fails_in_one_line_with_exit_2(cap
     assert 1 <= args.batch_size and 1 <= args.per_prompt
 
 
+TINY_UNITS = 20  # counted unit evaluations per denoiser call and guidance branch on tiny-sd (22 units, tail 2)
+
+
+def _expected_refusal(steps: int, policy: str) -> str | None:
+    """Return the message a valid-looking combination must be refused with (None: it must run)."""
+    if policy.startswith("mask:steps=1011") and steps != 4:
+        return f"has 4 characters but the run has {steps} steps"
+    if "head=30" in policy:
+        return "head=30 + tail=2 exceeds the 22 units"
+    return None
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(steps=st.integers(1, 4), size=st.sampled_from([None, 8, 16, 24, 40, 64, 72]),
@@ -98,8 +110,9 @@ def test_any_option_value_parses_into_range_or_fails_in_one_line_with_exit_2(cap
        policy=st.sampled_from(["never", "interval:every=2", "uniform:speedup=3", "threshold:threshold=0.05",
                                "mask:steps=1011", "mask:steps=10,cycle=1", "interval:every=2,head=30",
                                "interval:every=1,forecast=1", "uniform:speedup=2,tail=5"]))
-def test_valid_options_run_on_a_model_or_fail_with_a_diffskip_error(tmp_path_factory, capsys, steps, size,
-                                                                    guidance, policy):
+def test_valid_options_produce_the_pinned_result_on_a_model(tmp_path_factory, capsys, steps, size, guidance, policy):
+    from PIL import Image
+
     out = tmp_path_factory.mktemp("g")
     capsys.readouterr()
     argv = ["generate", "--model", "tiny-sd", "--device", "cpu", "--steps", str(steps), "--guidance", guidance,
@@ -110,10 +123,24 @@ def test_valid_options_run_on_a_model_or_fail_with_a_diffskip_error(tmp_path_fac
     except SystemExit as exc:
         status = exc.code
     err = capsys.readouterr().err
-    assert "Traceback" not in err
-    if status == 2:
-        assert len(err.strip().splitlines()) == 1 and "error:" in err
-    else:
-        assert status == 0 and (out / "stats.json").exists()
-        if policy.startswith("mask:steps=1011"):
-            assert steps == 4  # any other count is refused
+    refusal = _expected_refusal(steps, policy)
+    if refusal is not None:  # exactly the refusals the rules call for, in one line, and nothing written
+        assert status == 2 and refusal in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert not (out / "stats.json").exists()
+        return
+    assert status == 0, err
+    st_ = json.loads((out / "stats.json").read_text())["stats"]
+    branches = 1 if guidance == "1" else 2  # classifier-free guidance runs a cond and an uncond branch
+    spec = diffskip.parse(policy)  # head/tail units always compute and are not counted; defaults: head 0
+    head = spec.head if spec.head is not None else (1 if policy.startswith("threshold") else 0)  # (threshold: its probe)
+    units = TINY_UNITS + 2 - head - (spec.tail if spec.tail is not None else 2)  # 22 units, default tail 2
+    total = units * steps * branches
+    assert st_["steps"] == steps and st_["computed"] + st_["reused"] == total
+    assert st_["computed"] >= units * branches * min(steps, 2)  # the first and the final step compute
+    assert 0 < st_["flops_fraction"] <= 1
+    if policy in ("never", "interval:every=1,forecast=1") or steps <= 2:
+        assert st_["reused"] == 0 and st_["flops_fraction"] == 1.0
+    if policy.startswith("mask:steps=1011"):
+        assert st_["reused"] == TINY_UNITS * branches  # step 1 replays, steps 0, 2 and 3 compute
+    with Image.open(out / "000.png") as im:
+        assert im.size == (size or 16, size or 16)  # tiny-sd's own size is 16

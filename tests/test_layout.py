@@ -32,7 +32,7 @@ def test_every_asset_file_is_package_data_and_found_without_the_working_director
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     root = ROOT / "diffskip" / "assets"
     files = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    missing = [f for f in files if f != "__init__.py" and not any(
+    missing = [f for f in files if not f.endswith(".py") and not any(
         fnmatch.fnmatch(f, pat) or fnmatch.fnmatch(f, pat.replace("**/", "")) for pat in patterns["diffskip.assets"])]
     assert files and not missing
     monkeypatch.chdir(tmp_path)

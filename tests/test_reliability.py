@@ -245,12 +245,12 @@ def test_pipeline_refuses_a_mask_of_another_length_at_step_0_before_any_unit_run
 
 
 def test_ctrl_c_while_the_model_loads_still_prints_the_report(tmp_path, capsys, monkeypatch, prompts):
-    from diffskip.cli import generate
+    from diffskip.cli import batchmode
 
     def interrupted(model, policy, plan=None, control=None):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(generate, "load", interrupted)
+    monkeypatch.setattr(batchmode, "load", interrupted)
     status, out, err = _cli(capsys, *_batch(tmp_path))
     assert status == 130 and "interrupted; run the same command again to resume" in err
     assert "0 of 3 rows done in" in out

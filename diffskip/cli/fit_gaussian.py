@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
-from . import UsageError
+from ..fileio import check_input, check_output, open_image, read_bytes, read_text, write_atomic
 from . import options as opt
+from .common import UsageError
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:
@@ -29,8 +31,8 @@ def _pipeline(model: str):
 
     from ..pipeline import resolve_model
 
-    path = Path(resolve_model(model))
     try:
+        path = Path(resolve_model(model))
         pipe = DiffusionPipeline.from_pretrained(str(path))
     except Exception as exc:  # noqa: BLE001  (diffusers, hub and safetensors raise many kinds: one line each)
         first = (str(exc).strip().splitlines() or [""])[0][:200]
@@ -40,27 +42,34 @@ def _pipeline(model: str):
     return pipe, path
 
 
-def run(args: argparse.Namespace) -> None:
-    """Fit, save `<out>.safetensors` + `<out>.json`, and print a summary."""
+def _outputs(args: argparse.Namespace) -> Path:
+    """Check both output files before any work; return the path without suffix."""
+    if not str(args.out).strip():
+        raise UsageError("--out is empty; allowed: a path without suffix, e.g. --out stats/fashion.")
     out = Path(args.out).with_suffix("")
-    existing = [p for p in (out.with_suffix(".safetensors"), out.with_suffix(".json")) if p.exists()]
-    if existing and not args.overwrite:
-        raise UsageError(f"--out {args.out}: {', '.join(map(str, existing))} exists; allowed: a new path, or "
-                         f"--overwrite to replace it.")
-    if args.samples and not args.prompts:
+    for p in (out.with_suffix(".safetensors"), out.with_suffix(".json")):
+        check_output(p, "--out", args.overwrite)
+    return out
+
+
+def _prompts(args: argparse.Namespace) -> list[str] | None:
+    if not args.samples:
+        return None
+    if not args.prompts:
         raise UsageError("--samples needs --prompts FILE (one prompt a line, cycled to N samples).")
-    prompts = None
-    if args.samples:
-        try:
-            text = Path(args.prompts).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--prompts {args.prompts}: cannot read it as UTF-8 text ({exc}); give a text file, "
-                             f"one prompt a line.") from None
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        if not lines:
-            raise UsageError(f"--prompts {args.prompts}: no prompts in the file; give one prompt a line.")
-        prompts = [lines[i % len(lines)] for i in range(args.samples)]
-    from ..analytic.fit import fit_from_images, fit_from_samples, load_image_folder
+    lines = [ln.strip() for ln in read_text(args.prompts, "--prompts").splitlines() if ln.strip()]
+    if not lines:
+        raise UsageError(f"--prompts {args.prompts}: no prompts in the file; give one prompt a line.")
+    return [lines[i % len(lines)] for i in range(args.samples)]
+
+
+def run(args: argparse.Namespace) -> None:
+    """Fit, save `<out>.safetensors` + `<out>.json` (each written whole, then renamed), and print a summary."""
+    out = _outputs(args)
+    prompts = _prompts(args)
+    if args.images:
+        check_input(args.images, "--images", folder=True)
+    from ..analytic.fit import fit_from_images, fit_from_samples
     from ..pipeline import read_call_defaults
 
     pipe, path = _pipeline(args.model)
@@ -70,14 +79,33 @@ def run(args: argparse.Namespace) -> None:
                                  **read_call_defaults(str(path)))
     else:
         size = args.size or pipe.vae_scale_factor * _denoiser(pipe).config.sample_size
-        images = load_image_folder(args.images, size)
+        images = _image_folder(args.images, size)
         meta["dataset"] = str(args.images)
         stats = fit_from_images(pipe, images, args.rank, meta)
-    stats.save(out)
+    with tempfile.TemporaryDirectory() as tmp:  # the statistics' own writer, then atomic writes into place
+        stats.save(Path(tmp) / "stats")
+        for suffix in (".safetensors", ".json"):
+            write_atomic(out.with_suffix(suffix), read_bytes(Path(tmp) / f"stats{suffix}", "stats"), "--out")
     explained = float(stats.eigvals.sum() / (stats.eigvals.sum() + stats.residual * (stats.mean.numel() - stats.rank)))
     print(f"fitted {stats.meta['n_samples']} latents {stats.shape} rank {stats.rank} (top eigenvalues "
           f"{[round(v, 3) for v in stats.eigvals[:3].tolist()]}, residual {stats.residual:.2e}, "
           f"{explained:.3f} of the variance in the kept directions) -> {out}.safetensors/.json")
+
+
+def _image_folder(folder: str, size: int):
+    """Load a folder's images (each checked: a readable image, not too large) as uint8 (N, 3, size, size)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ..analytic.fit import IMAGE_SUFFIXES
+
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise UsageError(f"--images {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) there; allowed: a folder of images.")
+    arrays = [np.asarray(open_image(p, "--images file").convert("RGB").resize((size, size), Image.BICUBIC))
+              for p in paths]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
 def _denoiser(pipe):

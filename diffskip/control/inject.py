@@ -25,8 +25,11 @@ CONTROL_MODELS = {"RelaCtrlModel": RelaCtrlModel, "FullControlNetModel": FullCon
 
 
 def load_control(path: str | Path, **kwargs) -> nn.Module:
-    """Load a control model folder saved with save_pretrained (its config names the class)."""
-    config = Path(path) / "config.json"
+    """Load a control model: a shipped branch's name or a folder saved with save_pretrained (config names the class)."""
+    from ..assets.controls import control_path
+
+    config = control_path(path) / "config.json"
+    path = config.parent
     if not config.is_file():
         raise FileNotFoundError(f"no control model at {path} (config.json missing); pass a folder under "
                                 f"controlnets/, e.g. controlnets/fashion-pixart-relactrl-edges.")
