@@ -15,9 +15,10 @@ from . import assets
 from .errors import SessionError, short
 
 __all__ = ["CALL_DEFAULTS", "resolve_model", "read_call_defaults", "load_pipeline", "use_xformers",
-           "default_steps", "gaussian_stats"]
+           "default_steps", "read_default_steps", "gaussian_stats"]
 logger = logging.getLogger(__name__)
 CALL_DEFAULTS = "diffskip_call.json"  # a model folder's own call options (e.g. a non-standard PixArt size)
+STEPS_KEY = "default_steps"  # in diffskip_call.json: the model's step count when a call names none
 
 
 def resolve_model(name: str) -> str:
@@ -25,8 +26,7 @@ def resolve_model(name: str) -> str:
     return str(assets.path(name)) if assets.is_embedded(name) and not Path(name).exists() else name
 
 
-def read_call_defaults(folder: str) -> dict[str, Any]:
-    """Return the call options a model folder asks for in its `diffskip_call.json` ({} when it has none)."""
+def _call_file(folder: str) -> dict[str, Any]:
     path = Path(folder) / CALL_DEFAULTS
     if not path.is_file():
         return {}
@@ -34,6 +34,19 @@ def read_call_defaults(folder: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object of pipeline call options, got {short(data)}.")
     return data
+
+
+def read_call_defaults(folder: str) -> dict[str, Any]:
+    """Return the call options a model folder asks for in its `diffskip_call.json` ({} when it has none)."""
+    return {k: v for k, v in _call_file(folder).items() if k != STEPS_KEY}
+
+
+def read_default_steps(folder: str) -> int | None:
+    """Return the step count a model folder gives calls that name none (`default_steps` in diffskip_call.json)."""
+    n = _call_file(folder).get(STEPS_KEY)
+    if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        raise ValueError(f"{Path(folder) / CALL_DEFAULTS}: {STEPS_KEY}={short(n)}; allowed: an int >= 1.")
+    return n
 
 
 def load_pipeline(name: str, **kwargs) -> tuple[Any, str]:
@@ -59,7 +72,10 @@ def use_xformers(pipe: Any) -> bool:
 
 
 def default_steps(pipe: Any) -> int:
-    """The pipeline's own default num_inference_steps (from its __call__ signature)."""
+    """The step count of a call that names none: the model folder's `default_steps`, else the pipeline's own."""
+    if getattr(pipe, "default_steps", None):
+        return pipe.default_steps
+    pipe = getattr(pipe, "pipe", pipe)
     p = inspect.signature(pipe.__call__).parameters.get("num_inference_steps")
     if p is None or not isinstance(p.default, int):
         raise SessionError(f"{type(pipe).__name__} has no default num_inference_steps; pass num_inference_steps=.")

@@ -1,6 +1,7 @@
 """DiffSkipPipeline: wrap any diffusers pipeline by composition; calls keep the pipeline's signature."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from .engine import hooks
 from .engine.session import resolve_span, session
 from .engine.stats import Stats
 from .errors import SessionError, UnsupportedPipelineError
-from .loading import CALL_DEFAULTS, gaussian_stats, load_pipeline, read_call_defaults, resolve_model
+from .loading import (CALL_DEFAULTS, gaussian_stats, load_pipeline, read_call_defaults, read_default_steps,
+                      resolve_model)
 from .policies import Policy, parse
 
 # resolve_model, read_call_defaults and CALL_DEFAULTS live in diffskip.loading (re-exported for existing imports)
@@ -22,7 +24,7 @@ __all__ = ["DiffSkipPipeline", "find_denoiser", "resolve_model", "read_call_defa
 DENOISERS = ("transformer", "unet")  # component names searched, in order
 # the wrapper's own attributes; writes of any other go to the wrapped pipeline
 _OWN = frozenset({"pipe", "policy", "denoiser", "denoiser_name", "count_flops", "skip", "last_stats",
-                  "call_defaults", "source", "control", "last_control"})
+                  "call_defaults", "source", "control", "last_control", "default_steps"})
 
 
 def find_denoiser(pipe: Any, name: str | None = None) -> tuple[str, nn.Module]:
@@ -86,9 +88,10 @@ class DiffSkipPipeline:
             raise TypeError(f"skip must be a diffskip.GaussianSkip or None, got {type(skip).__name__}.")
         self.skip = skip
         self.call_defaults = dict(call_defaults or {})
+        self.default_steps: int | None = None  # a model folder's step count for calls that name none
         self.source = source or getattr(getattr(pipe, "config", None), "_name_or_path", None)
         self.last_stats: Stats | None = None
-        self.control = resolve_control(control)
+        self.control = resolve_control(control, self.source or "", model)
         self.last_control = None  # the last call's ControlRun (branch runs per position)
 
     @classmethod
@@ -106,9 +109,14 @@ class DiffSkipPipeline:
         if not isinstance(force, bool):
             raise SessionError(f"force={force!r} is invalid; allowed: True or False.")
         data = None if plan is None else check_plan(plan) if isinstance(plan, dict) else load_plan(plan)
+        if isinstance(control, (str, Path)):  # a branch trained for another embedded base: refused before loading
+            from .assets.controls import check_base, control_path
+
+            check_base(control_path(control), path)
         pipe, folder = load_pipeline(path, **kwargs)
         fast = cls(pipe, policy, denoiser=denoiser, skip=skip, call_defaults=read_call_defaults(folder), source=folder,
                    control=control)
+        fast.default_steps = read_default_steps(folder)
         if data is not None:
             fast.apply_plan(plan, force=force)
         return fast
@@ -151,7 +159,12 @@ class DiffSkipPipeline:
         """Call the wrapped pipeline with the policy active on its denoiser; stats go to `last_stats`."""
         from .analytic.pipe import skipping
 
+        if self.__dict__.get("denoiser") is None:
+            raise SessionError("this DiffSkipPipeline was detached; call the plain pipeline that detach() returned, "
+                               "or wrap it again with DiffSkipPipeline.from_pipe(pipe, policy=...).")
         kwargs = {**self.call_defaults, **kwargs}
+        if self.default_steps and "num_inference_steps" not in _bound(self.pipe, args, kwargs):
+            kwargs["num_inference_steps"] = self.default_steps
         sched = getattr(self.pipe, "scheduler", None)
         steps = lambda t: _remaining_steps(sched, t)  # noqa: E731
         with control_context(self.pipe, self.denoiser, self.control, args, kwargs) as run, \
@@ -197,3 +210,7 @@ class DiffSkipPipeline:
         return (f"DiffSkipPipeline({type(self.pipe).__name__}, policy={self.policy}, "
                 f"denoiser={self.denoiser_name}{skip})")
 
+
+def _bound(pipe: Any, args: tuple, kwargs: dict) -> dict:
+    """Return the arguments a pipeline call names (positional ones by their parameter names)."""
+    return inspect.signature(pipe.__call__).bind_partial(*args, **kwargs).arguments

@@ -152,7 +152,7 @@ def _full_steps(fast: Any, num_inference_steps: Any) -> int:
 
     n = num_inference_steps
     if n is None:
-        n = fast.call_defaults.get("num_inference_steps") or default_steps(fast.pipe)
+        n = fast.call_defaults.get("num_inference_steps") or default_steps(fast)
     if not _int(n) or n < 2:
         raise DiffSkipError(f"num_inference_steps={short(n)} is invalid; allowed: an int >= 2 (the full-step run "
                             f"the plan is measured against), or None for the pipeline's default.")

@@ -84,7 +84,8 @@ class TuneResult:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["table"] = [{k: v for k, v in asdict(t).items() if k != "samples"} for t in self.table]
+        d["table"] = [{**{k: v for k, v in asdict(t).items() if k != "samples"},
+                       "over_budget": t.flops is not None and t.flops > self.budget + 1e-9} for t in self.table]
         return d
 
     def __str__(self) -> str:

@@ -184,6 +184,7 @@ def test_pipeline_tune_saves_a_plan_that_the_pipeline_cli_and_comfyui_load(tmp_p
     assert data["flops"] <= 0.5 + 1e-9 and data["budget"] == 0.5 and data["full_steps"] == 6
     assert data["heldout"]["prompts"] == 1
     assert {"never", "uniform"} <= {t["policy"].split(":")[0] for t in data["table"]}
+    assert all(t["over_budget"] == (t["flops"] is not None and t["flops"] > 0.5 + 1e-9) for t in data["table"])
     fast = diffskip.DiffSkipPipeline(tiny_pipeline("sd"), "never")  # re-measure the plan as the tuner did
     ref = fast(["a cat"], num_inference_steps=6, generator=[torch.Generator().manual_seed(0)], output_type="pt")
     fast.apply_plan(plan)

@@ -43,3 +43,11 @@ def test_condition_images_are_one_for_all_prompts_or_one_per_prompt():
     assert abs(pair[0] - first[0]).max() < 1e-4 and abs(pair[1] - second[0]).max() < 1e-4
     shared = _run(fast, ["a shoe", "a bag"], control_image=a)  # one for all
     assert abs(shared[0] - first[0]).max() < 1e-4 and abs(shared[1] - pair[1]).max() > 1e-3
+
+
+def test_a_branch_on_another_base_is_refused_from_python_before_loading():
+    from diffskip.errors import DiffSkipError
+
+    with pytest.raises(DiffSkipError, match="control branch 'fashion-pixart-relactrl-edges' was trained for base "
+                                            "model 'fashion-pixart', not 'fashion-sd'"):
+        diffskip.DiffSkipPipeline.from_pretrained("fashion-sd", control="fashion-pixart-relactrl-edges")

@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 import diffskip
+from diffskip.errors import SessionError
 from diffskip.testing import PIPELINES, tiny_pipeline
 
 
@@ -40,6 +41,8 @@ def test_pipeline_never_exact_interval_cheaper_detach_exact(kind):
     assert (run(kind, pipe) == base).all()  # the wrapped pipeline stays unaccelerated and exact
     plain = fast.detach()
     assert plain is pipe and (run(kind, pipe) == base).all()
+    with pytest.raises(SessionError, match="this DiffSkipPipeline was detached; call the plain pipeline"):
+        run(kind, fast)
 
 
 def test_from_pipe_original_full_cost_wrapper_accelerated():
@@ -160,3 +163,18 @@ def test_two_wrappers_of_one_pipeline_detach_independently():
     assert (run("pixart", b) == ref_b).all() and b.last_stats.reused > 0
     b.detach()
     assert (run("pixart", pipe) == base).all() and "_diffskip_hooks" not in pipe.transformer.__dict__
+
+
+def test_a_model_folders_default_steps_apply_when_a_call_names_none():
+    from diffskip import assets
+    from diffskip.cli.common import DEFAULT_STEPS
+    from diffskip.loading import read_default_steps
+
+    for name in ("fashion-sd", "fashion-pixart"):  # Python and the CLI agree on the embedded models
+        assert read_default_steps(str(assets.path(name))) == DEFAULT_STEPS
+    fast = diffskip.DiffSkipPipeline.from_pipe(tiny_pipeline("sd"), policy="never")
+    fast.default_steps = 3
+    fast("a red shoe", height=16, width=16, output_type="np")
+    assert fast.last_stats.steps == 3
+    fast("a red shoe", num_inference_steps=4, height=16, width=16, output_type="np")
+    assert fast.last_stats.steps == 4

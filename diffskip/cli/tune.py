@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     res = pipe.tune(prompts, budget=args.budget, num_inference_steps=args.steps, heldout=args.heldout or HELDOUT,
                     seed=args.seed, schedulers=schedulers, jumps=not args.no_jumps)
     with tempfile.TemporaryDirectory() as tmp:  # the plan's own writer, then one atomic write into place
-        data = read_bytes(save_plan(res, Path(tmp) / "plan.json", model=pipe.source), "plan")
+        data = read_bytes(save_plan(res, Path(tmp) / "plan.json", pipe.denoiser, model=pipe.source), "plan")
     write_atomic(out, data, "--out")
     for t in sorted(res.table, key=lambda t: -(t.psnr if t.psnr is not None else -1)):
         flops = "error" if t.flops is None else f"{t.flops:.3f}"

@@ -15,8 +15,13 @@ __all__ = ["resolve_control", "control_context", "check_control_scale", "CONTROL
 CONTROL_SCALE = (0.0, 10.0)  # allowed control_scale range: 0 runs the base model, 1 as trained
 
 
-def resolve_control(control: nn.Module | str | Path | None) -> nn.Module | None:
-    """Return a control model from a model, a folder (controlnets/<name>) or None."""
+def resolve_control(control: nn.Module | str | Path | None, model: str = "",
+                    denoiser: nn.Module | None = None) -> nn.Module | None:
+    """Return a control model from a model, a shipped branch's name, a folder, or None.
+
+    A branch that records its base model is refused in one line on another base (`model`: the base's name,
+    `denoiser`: the loaded base denoiser).
+    """
     from .inject import load_control  # diffusers loads only when control is used
 
     if control is None or isinstance(control, nn.Module):
@@ -24,6 +29,9 @@ def resolve_control(control: nn.Module | str | Path | None) -> nn.Module | None:
             raise TypeError(f"control={type(control).__name__} is not a control model; allowed: a RelaCtrlModel, "
                             f"a FullControlNetModel or the folder of one (controlnets/<name>).")
         return control
+    from ..assets.controls import check_base, control_path
+
+    check_base(control_path(control), model, denoiser)
     return load_control(control)
 
 
