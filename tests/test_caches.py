@@ -66,3 +66,47 @@ def test_a_run_longer_than_num_steps_is_refused():
         with torch.no_grad(), diffskip.session(model, "interval:every=2", num_steps=2):
             for t in (900.0, 600.0, 300.0, 100.0):
                 model(x, timestep=torch.tensor([t]), return_dict=False, **kw)
+
+
+class _Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(8, 8)
+
+    def forward(self, x, skip=None):
+        return x + torch.tanh(self.lin(x if skip is None else x + skip))
+
+
+class _GlueNet(torch.nn.Module):
+    """Blocks 1 and 2 have glue between them (a scale); the last block (live tail) may read block 2's output."""
+
+    def __init__(self, long_skip: bool):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(_Block() for _ in range(5))
+        self.long_skip = long_skip
+
+    def forward(self, x, t):
+        x = self.blocks[0](x * (1 + t / 1000))
+        x = self.blocks[1](x)
+        x = h2 = self.blocks[2](x * 0.5)
+        x = self.blocks[3](x)
+        return self.blocks[4](x, skip=h2 if self.long_skip else None)
+
+
+@pytest.mark.parametrize("long_skip", [False, True])
+def test_spans_end_at_glue_and_a_live_long_skip_keeps_per_unit_caches(long_skip):
+    adapter = diffskip.Adapter(units=("blocks",), reuse="residual", streams="x", head=1, tail=1, timestep="t")
+    outs, kept = {}, {}
+    for policy in (diffskip.Interval(every=2), PerUnitInterval(every=2)):
+        torch.manual_seed(0)
+        net = diffskip.attach(_GlueNet(long_skip), adapter)
+        with torch.no_grad(), diffskip.session(net, policy, num_steps=5) as s:
+            for _ in range(2):  # a long skip is found during the first run; the second runs per unit throughout
+                x = torch.randn(2, 3, 8, generator=torch.Generator().manual_seed(1))
+                for t in (900.0, 700.0, 500.0, 300.0, 100.0):
+                    x = x - 0.1 * net(x, t)
+            kept[policy.per_unit] = sorted(map(str, s.branches[0].cache.values))
+        outs[policy.per_unit] = x
+    assert torch.allclose(outs[False], outs[True], rtol=1e-5, atol=1e-6)
+    # glue between blocks 1 and 2 splits the span; a live block reading block 2's (inside span 2-3): per unit
+    assert kept[False] == (["1", "2", "3"] if long_skip else ["('span', 1)", "('span', 2)"])

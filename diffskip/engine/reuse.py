@@ -143,30 +143,38 @@ class Spans(PerUnit):
             br.cache.store_rows(span, total, rows, self.s.step)
 
 
+    def unit_call(self, unit, call_next: Callable, args: tuple, kwargs: dict) -> Any:
+        s = self.s
+        if s.call is self.first_call and unit.index not in s.skippable and not self.per_unit:
+            self._check_live(args, kwargs)
+        return super().unit_call(unit, call_next, args, kwargs)
+
     def _learn(self, unit, bound) -> None:
-        """On the first call, check that a span's blocks hand the stream on untouched and read nothing else.
+        """On the first call, check that a span's blocks hand the stream on untouched.
 
         The next block of a span must receive, as its streams, the very tensors the previous one returned (glue
-        code in between, such as a reshape, ends the span there); a block that reads an earlier block's output
-        through another argument (long skips) makes the session cache per unit.
+        code in between, such as a reshape, ends the span there).
         """
         s, i, br = self.s, unit.index, self.s.branch
         streams: Streams = s.streams[i]
-        names = [n for n in streams.names if n is not None]
         if i != self.start[i] and [id(stream(bound, n)) for n in streams.names] != self.out_ids.get(i - 1):
             start = self.start[i]
             self._split(start, i - 1)
             self.ends.add(i - 1)
             if ("span", start) in br.pending:
                 br.cache.store(("span", start), br.pending.pop(("span", start)), s.step)
-        ends = {j for j in self.out_ids if j in self.ends}
-        inner = {x for j, ids in self.out_ids.items() if j not in ends for x in ids}
-        others = [v for k, v in bound.arguments.items() if k not in names]
-        if any(id(t) in inner for t in tree_leaves(others) if isinstance(t, torch.Tensor)):
+
+    def _check_live(self, args: tuple, kwargs: dict) -> None:
+        """A live unit that reads a block's output from inside a span (a long skip) makes the session cache per
+        unit: inside a replayed span that output is not what the block returned. (Skipped blocks reading each
+        other are fine: with one decision for every unit they compute and replay together.)"""
+        inner = {x for j, ids in self.out_ids.items() if j not in self.ends for x in ids}
+        if any(id(t) in inner for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)):
             self.per_unit = True  # the spans cached so far are dropped; their units compute at the next step
-            for key in [k for k in br.cache.values if isinstance(k, tuple)]:
-                br.cache.drop(key)
-            br.pending.clear()
+            for br in self.s.branches.values():
+                for key in [k for k in br.cache.values if isinstance(k, tuple)]:
+                    br.cache.drop(key)
+                br.pending.clear()
 
     def _split(self, start: int, i: int) -> None:
         last = self.last[start]
