@@ -25,6 +25,7 @@ from typing import Any, Callable
 import torch
 
 import diffskip
+from diffskip.adapters import Adapter
 from diffskip.engine.hooks import hooked
 from diffskip.errors import UnsupportedModelError
 
@@ -126,12 +127,12 @@ def bench_model(case: Case, args, device: torch.device, dtype: torch.dtype) -> l
             model = case.build().eval()
     finally:
         torch.set_default_dtype(default)
-    if case.adapter is not None:
-        try:
-            diffskip.attach(model)
-        except UnsupportedModelError:  # no built-in adapter yet: the one its error message proposes
-            diffskip.register(type(model), **case.adapter)
-    model = diffskip.attach(model)
+    try:
+        model = diffskip.attach(model)
+    except UnsupportedModelError:  # no built-in adapter yet (Wan): the one diffskip's error message proposes
+        if case.adapter is None:
+            raise
+        model = diffskip.attach(model, Adapter(**case.adapter))
     x0, kw = case.inputs(device, dtype)
     rows = []
     for mode in MODES:

@@ -18,7 +18,7 @@ class Case:
     inputs: Callable[[torch.device, torch.dtype], tuple[torch.Tensor, dict]]
     call: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, dict], torch.Tensor]  # t: (1,)
     t_max: float = 999.0
-    adapter: dict | None = None  # diffskip.register() fields, for a class with no built-in adapter yet
+    adapter: dict | None = None  # diffskip Adapter fields, for a class with no built-in adapter yet
 
 
 def _sdxl(tiny: bool) -> Case:

@@ -2,7 +2,9 @@
 
 Each of 2 processes feeds its half of the same tokens to the same per-token model (a block acts on each token
 alone, so a rank's probe is exactly its shard of the full probe, as it is under diffusers' context parallelism).
-diffusers' parallel attention itself cannot run on CPU (FACTS.md), so the group is a gloo one.
+Then tiny Flux and Wan transformers run under diffusers' own `enable_parallelism(ContextParallelConfig(
+ulysses_degree=2))` on the gloo group: on a CPU-only machine that works once `torch.accelerator.device_count`
+answers 1 (diffusers takes the rank modulo it), patched in the spawned workers only.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import diffskip
+from diffskip.adapters import Adapter
 from diffskip.errors import SessionError
 
 WORLD = 2
@@ -109,10 +112,61 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                                  for p in STATIC]
         net._parallel_config = _diffusers_group(rank)
         res["auto"], res["auto_reduces"] = _count_all_reduce(lambda: _decisions(net, THRESHOLD, shard))
+        torch.accelerator.device_count = lambda: 1  # diffusers' _resolve_parallel_config: rank % device count
+        for kind, policy in DIT_RUNS:
+            res[f"{kind} {policy}"] = _dit_run(kind, policy, parallel=True)
         with open(f"{out_dir}/rank{rank}.json", "w") as f:
             json.dump(res, f)
     finally:
         dist.destroy_process_group()
+
+
+DIT_RUNS = [("flux", "threshold:target=0.5,final=0"), ("wan", "interval:every=2,final=0"),
+            ("wan", "threshold:target=0.5,final=0")]
+
+
+def _dit(kind: str):
+    """A tiny Flux or Wan transformer and one sample's inputs (token counts even, for 2 ranks)."""
+    import diffusers as d
+    torch.manual_seed(0)
+    if kind == "flux":
+        m = d.FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=2, num_single_layers=2,
+                                     attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                     pooled_projection_dim=32, axes_dims_rope=(4, 4, 8)).eval()
+        ids = torch.stack(torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij"), -1).reshape(-1, 2)
+        kw = dict(encoder_hidden_states=torch.randn(1, 8, 32), pooled_projections=torch.randn(1, 32),
+                  img_ids=torch.cat([torch.zeros(16, 1), ids], 1), txt_ids=torch.zeros(8, 3))
+        return m, torch.randn(1, 16, 16), kw, 1.0, None
+    m = d.WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=16,
+                                out_channels=16, text_dim=16, freq_dim=16, ffn_dim=32, num_layers=3,
+                                cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32).eval()
+    wan = Adapter(units=("blocks",), reuse="residual", streams="hidden_states")  # no built-in Wan adapter yet
+    return m, torch.randn(1, 16, 2, 8, 8), dict(encoder_hidden_states=torch.randn(1, 8, 16)), 999.0, wan
+
+
+def _dit_run(kind: str, policy: str, parallel: bool) -> dict:
+    """Denoise STEPS steps; return decisions, output, tokens the last unit saw and diffskip's all-reduces."""
+    from diffusers import ContextParallelConfig
+    m, x, kw, t_max, adapter = _dit(kind)
+    if parallel:
+        m.enable_parallelism(config=ContextParallelConfig(ulysses_degree=WORLD))
+    diffskip.attach(m, adapter)
+    seen = []
+    last = diffskip.engine.hooks.hooked(m).units[-1].module
+    last.register_forward_pre_hook(lambda _, a, k: seen.append((a[0] if a else k["hidden_states"]).shape[1]),
+                                   with_kwargs=True)
+
+    def run():
+        with torch.no_grad(), diffskip.session(m, policy, num_steps=STEPS) as s:
+            y = x
+            for k in range(STEPS):
+                y = y - m(y, timestep=torch.full((1,), t_max * (1 - k / STEPS)), **kw, return_dict=False)[0] / STEPS
+        return [[c.computed, c.reused] for c in s.stats.calls], y.flatten().tolist()
+    try:
+        (dec, out), n = _count_all_reduce(run)
+    except RuntimeError as e:
+        return {"error": str(e).splitlines()[0]}
+    return {"decisions": dec, "out": out, "tokens": max(seen), "reduces": n}
 
 
 def _free_port() -> int:
@@ -162,3 +216,22 @@ def test_a_group_without_an_initialised_job_raises():
     with pytest.raises(SessionError, match="torch.distributed is not initialized"):
         with diffskip.session(net, THRESHOLD, num_steps=STEPS, group=object()):
             pass
+
+
+@pytest.mark.parametrize("kind, policy", DIT_RUNS[:2])
+def test_diffusers_context_parallel_dit_decides_as_one_process(ranks, kind, policy):
+    one = _dit_run(kind, policy, parallel=False)
+    r0, r1 = (r[f"{kind} {policy}"] for r in ranks)
+    assert r0["decisions"] == r1["decisions"] == one["decisions"]
+    assert sum(r for _, r in one["decisions"]) > 0  # something was reused
+    assert r0["tokens"] == r1["tokens"] == one["tokens"] // WORLD  # the units really ran on a shard
+    assert r0["reduces"] == (STEPS - 1 if policy.startswith("threshold") else 0)
+    assert torch.allclose(torch.tensor(r0["out"]), torch.tensor(one["out"]), atol=1e-5)
+    assert r0["out"] == r1["out"]
+
+
+@pytest.mark.xfail(strict=True, reason="Wan's _cp_plan splits the tokens inside blocks.0, the drift probe: its "
+                   "residual subtracts the full-length input from the shard it returns (size mismatch)")
+def test_wan_threshold_under_context_parallelism(ranks):
+    r0 = ranks[0]["wan threshold:target=0.5,final=0"]
+    assert "error" not in r0, r0.get("error")

@@ -37,7 +37,7 @@ def _model_and_inputs(device: str):
 def _denoise(m, x, kw):
     with torch.no_grad(), diffskip.session(m, POLICY, num_steps=STEPS) as s:
         for k in range(STEPS):
-            x = x - m(x, timestep=torch.full((1,), 1 - k / STEPS, device=x.device), **kw).sample / STEPS
+            x = x - m(x, timestep=torch.full((1,), 1 - k / STEPS, device=x.device), **kw, return_dict=False)[0] / STEPS
     return x.cpu(), [[c.computed, c.reused] for c in s.stats.calls]
 
 
