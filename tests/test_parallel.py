@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -100,7 +101,8 @@ def _diffusers_group(rank: int):
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+                            timeout=timedelta(seconds=120))  # diverging collectives raise instead of hanging
     try:
         net, half = _net(), TOKENS // WORLD
         shard = [x[:, rank * half:(rank + 1) * half] for x in _latents()]
@@ -115,6 +117,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         torch.accelerator.device_count = lambda: 1  # diffusers' _resolve_parallel_config: rank % device count
         for kind, policy in DIT_RUNS:
             res[f"{kind} {policy}"] = _dit_run(kind, policy, parallel=True)
+        res["pipeline"] = _pipeline_run(parallel=True)
         with open(f"{out_dir}/rank{rank}.json", "w") as f:
             json.dump(res, f)
     finally:
@@ -167,6 +170,20 @@ def _dit_run(kind: str, policy: str, parallel: bool) -> dict:
     except RuntimeError as e:
         return {"error": str(e).splitlines()[0]}
     return {"decisions": dec, "out": out, "tokens": max(seen), "reduces": n}
+
+
+def _pipeline_run(parallel: bool) -> dict:
+    """A tiny FluxPipeline wrapped by DiffSkipPipeline (threshold), its transformer context-parallel or not."""
+    from diffusers import ContextParallelConfig
+
+    from diffskip.testing import tiny_pipeline
+    pipe = tiny_pipeline("flux")
+    if parallel:
+        pipe.transformer.enable_parallelism(config=ContextParallelConfig(ulysses_degree=WORLD))
+    fast = diffskip.DiffSkipPipeline.from_pipe(pipe, "threshold:target=0.5")
+    img = fast("a red shoe", num_inference_steps=6, height=32, width=32, output_type="np",
+               generator=torch.Generator().manual_seed(0)).images
+    return {"decisions": [[c.computed, c.reused] for c in fast.last_stats.calls], "image": img.flatten().tolist()}
 
 
 def _free_port() -> int:
@@ -228,6 +245,14 @@ def test_diffusers_context_parallel_dit_decides_as_one_process(ranks, kind, poli
     assert r0["reduces"] == (STEPS - 1 if policy.startswith("threshold") else 0)
     assert torch.allclose(torch.tensor(r0["out"]), torch.tensor(one["out"]), atol=1e-5)
     assert r0["out"] == r1["out"]
+
+
+def test_diffskip_pipeline_under_context_parallelism_matches_one_process(ranks):
+    one = _pipeline_run(parallel=False)
+    r0, r1 = ranks[0]["pipeline"], ranks[1]["pipeline"]
+    assert r0["decisions"] == r1["decisions"] == one["decisions"]
+    assert sum(r for _, r in one["decisions"]) > 0
+    assert torch.allclose(torch.tensor(r0["image"]), torch.tensor(one["image"]), atol=1e-5)
 
 
 @pytest.mark.xfail(strict=True, reason="Wan's _cp_plan splits the tokens inside blocks.0, the drift probe: its "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -44,7 +45,8 @@ def _denoise(m, x, kw):
 def _worker(rank: int, port: int, out_dir: str) -> None:
     from diffusers import ContextParallelConfig
     torch.cuda.set_device(rank)
-    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=120))  # diverging collectives raise instead of hanging
     try:
         m, x, kw = _model_and_inputs(f"cuda:{rank}")
         m.enable_parallelism(config=ContextParallelConfig(ulysses_degree=2))
