@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -147,8 +148,11 @@ def bench_model(case: Case, args, device: torch.device, dtype: torch.dtype) -> l
             try:
                 row.update(measure(case, model, x0, kw, policy, args.steps, args.repeats))
             except Exception as e:  # noqa: BLE001 - the table shows what failed; the other cells still run
-                row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+                first = str(e).splitlines()[0][:120].replace("|", "/") if str(e) else ""
+                row["error"] = f"{type(e).__name__}: {first}"
             rows.append(row)
+            print(f"{case.name} / {mode} / {policy}: {row.get('ms_step', row.get('error'))}", file=sys.stderr,
+                  flush=True)
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -220,7 +224,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--backend", default=None, help="torch.compile backend (default inductor; tiny eager)")
     p.add_argument("--out", default=None, help="report path (default docs/gpu.md; tiny out/gpu_tiny.md)")
     args = p.parse_args(argv)
-    args.command = "python -m benchmarks.gpu" + ("" if argv is None else " " + " ".join(argv))
+    args.command = " ".join(["python -m benchmarks.gpu", *(sys.argv[1:] if argv is None else argv)])
     t = args.tiny
     args.steps, args.repeats = args.steps or (3 if t else 10), args.repeats or 2
     args.backend = args.backend or ("eager" if t else "inductor")
