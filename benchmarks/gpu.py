@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch._dynamo.utils import counters
 
 import diffskip
 from diffskip.adapters import Adapter
@@ -118,22 +119,41 @@ def measure(case: Case, model, x0, kw, policy: str, steps: int, repeats: int) ->
             "computed": None if st is None else st.computed, "reused": None if st is None else st.reused}
 
 
-def bench_model(case: Case, args, device: torch.device, dtype: torch.dtype) -> list[dict]:
-    """Every (mode, policy) cell of one model; a cell that raises is recorded with its error."""
+def _build(case: Case, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Build the model with random weights straight in the run dtype (no float32 copy of 12B weights); attach."""
     torch.manual_seed(0)
     default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # random init straight in the run dtype: no float32 copy of 12B weights
+    torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
             model = case.build().eval()
     finally:
         torch.set_default_dtype(default)
     try:
-        model = diffskip.attach(model)
+        return diffskip.attach(model)
     except UnsupportedModelError:  # no built-in adapter yet (Wan): the one diffskip's error message proposes
         if case.adapter is None:
             raise
-        model = diffskip.attach(model, Adapter(**case.adapter))
+        return diffskip.attach(model, Adapter(**case.adapter))
+
+
+def _cell(case: Case, model, x0, kw, mode: str, policy: str, args) -> dict:
+    """One row; a cell that raises is recorded with its error (the other cells still run)."""
+    row = {"model": case.name, "mode": mode, "policy": policy}
+    graphs = counters["stats"]["unique_graphs"]
+    try:
+        row.update(measure(case, model, x0, kw, policy, args.steps, args.repeats))
+    except Exception as e:  # noqa: BLE001 - the table shows what failed
+        first = str(e).splitlines()[0][:120].replace("|", "/") if str(e) else ""
+        row["error"] = f"{type(e).__name__}: {first}"
+    row["graphs"] = counters["stats"]["unique_graphs"] - graphs  # compiled graphs this cell added
+    print(f"{case.name} / {mode} / {policy}: {row.get('ms_step', row.get('error'))}", file=sys.stderr, flush=True)
+    return row
+
+
+def bench_model(case: Case, args, device: torch.device, dtype: torch.dtype) -> list[dict]:
+    """Every (mode, policy) cell of one model."""
+    model = _build(case, device, dtype)
     x0, kw = case.inputs(device, dtype)
     rows = []
     for mode in MODES:
@@ -143,16 +163,7 @@ def bench_model(case: Case, args, device: torch.device, dtype: torch.dtype) -> l
             # diffskip takes its slots back at a session's start; the plain cell runs first and has none (without
             # this, a plain call after compile-after-attach raises "fullgraph=True found no compiled frames")
             hooked(model).rearm()
-        for policy in POLICIES:
-            row = {"model": case.name, "mode": mode, "policy": policy}
-            try:
-                row.update(measure(case, model, x0, kw, policy, args.steps, args.repeats))
-            except Exception as e:  # noqa: BLE001 - the table shows what failed; the other cells still run
-                first = str(e).splitlines()[0][:120].replace("|", "/") if str(e) else ""
-                row["error"] = f"{type(e).__name__}: {first}"
-            rows.append(row)
-            print(f"{case.name} / {mode} / {policy}: {row.get('ms_step', row.get('error'))}", file=sys.stderr,
-                  flush=True)
+        rows += [_cell(case, model, x0, kw, mode, policy, args) for policy in POLICIES]
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -20,6 +20,10 @@ def test_every_model_mode_and_policy_has_a_row_without_error(bench):
     keys = [(r["model"], r["mode"], r["policy"]) for r in rows]
     assert len(keys) == len(set(keys)) == len(gpu.CASES) * len(gpu.MODES) * len(gpu.POLICIES)
     assert [r for r in rows if "error" in r] == []
+    for model in gpu.CASES:  # compile mode really compiled the units (its plain cell compiles them)
+        compiled = [r["graphs"] for r in rows if r["mode"] == "compile" and r["model"].lower().startswith(model)]
+        assert compiled[0] > 0, model
+    assert all(r["graphs"] == 0 for r in rows if r["mode"] == "eager")
 
 
 def test_numbers_are_sane(bench):
