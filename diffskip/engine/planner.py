@@ -88,7 +88,8 @@ class PlanState:
             self.drift = self.drift * keep
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.probe, self.drift, self.rate_sum, *self.parts) if t is not None)
+        held = (self.probe, self.drift, self.rate_sum, *self.parts)
+        return sum(t.numel() * t.element_size() for t in held if t is not None)
 
 
 class Planner:
