@@ -77,7 +77,9 @@ def test_plan_state_drift_accumulates_and_resets_per_sample():
     c.observe(torch.ones(2, 4))
     c.observe(torch.tensor([[2.0] * 4, [1.0] * 4]))
     c.observe(torch.tensor([[3.0] * 4, [1.0] * 4]))
-    assert torch.allclose(c.drift, torch.tensor([1.0 + 0.5, 0.0]))
+    assert c.drift is None and len(c.parts) == 2  # recorded on the device; folded once per step by the planner
+    c.fold()
+    assert torch.allclose(c.drift, torch.tensor([1.0 + 0.5, 0.0])) and c.rate_count == 2 and not c.parts
     c.reset_drift((0,))
     assert torch.equal(c.drift, torch.zeros(2))
 

@@ -4,6 +4,10 @@ A decision is True (every sample computes), False (every sample reuses) or a tup
 compute. Input-independent policies (never, interval, uniform, mask) decide from the step alone, with no
 device-to-host sync; drift-gated ones read the per-sample drift of the probe unit once per step. The planner's
 per-branch state (this step's plan, reuse streaks, the drift probe) lives in `PlanState`.
+
+Under context parallelism each rank's probe is a shard of the tokens. Given the ranks' process group, the
+planner sums each observation's per-sample |change| and |previous| (and token counts) over the group with one
+all-reduce per step before dividing, so every rank reads the drift of the full tensor and decides alike.
 """
 from __future__ import annotations
 
@@ -11,10 +15,10 @@ from typing import Any, Sequence, Union
 
 import torch
 
-from ..errors import PolicyError
+from ..errors import PolicyError, SessionError
 from ..policies import Policy, StepInfo
 
-__all__ = ["Decision", "Planner", "PlanState"]
+__all__ = ["Decision", "Planner", "PlanState", "resolve_group"]
 
 Decision = Union[bool, tuple]  # True / False / the computing rows
 
@@ -42,9 +46,10 @@ class PlanState:
         self.drift: torch.Tensor | None = None  # (B,) accumulated relative change of the probe, on the device
         self.rate_sum: torch.Tensor | None = None  # (B,) summed per-step relative change (for its running mean)
         self.rate_count = 0
+        self.parts: list[torch.Tensor] = []  # (3, B) per observation not yet folded: mean |change|, |prev|, count
 
     def observe(self, p: torch.Tensor) -> None:
-        """Accumulate the per-sample relative L1 change of the probe (TeaCache / First-Block-Cache).
+        """Record the per-sample relative L1 change of the probe (TeaCache / First-Block-Cache), folded per step.
 
         The probe is kept in the compute dtype (no float32 copy of a half-precision run); the change is
         measured in float32.
@@ -52,11 +57,24 @@ class PlanState:
         p = p.detach()
         if self.probe is not None and self.probe.shape == p.shape:
             prev = self.probe.flatten(1).float()
-            rel = (p.flatten(1).float() - prev).abs().mean(1) / prev.abs().mean(1).clamp_min(1e-12)
+            n = torch.full_like(prev[:, 0], prev.shape[1])
+            self.parts.append(torch.stack([(p.flatten(1).float() - prev).abs().mean(1), prev.abs().mean(1), n]))
+        self.probe = p
+
+    def fold(self, group: Any = None) -> None:
+        """Add the recorded changes to the drift; with a group, over the whole tensor (one all-reduce)."""
+        if not self.parts:
+            return
+        parts, self.parts = torch.stack(self.parts), []  # (K, 3, B)
+        if group is not None:  # a shard's means are partial: sum count-weighted means, then divide
+            parts = torch.cat([parts[:, :2] * parts[:, 2:], parts[:, 2:]], 1)
+            torch.distributed.all_reduce(parts, group=group)
+            parts = torch.cat([parts[:, :2] / parts[:, 2:], parts[:, 2:]], 1)
+        for change, prev, _ in parts.unbind(0):
+            rel = change / prev.clamp_min(1e-12)
             self.drift = rel if self.drift is None else self.drift + rel
             self.rate_sum = rel if self.rate_sum is None else self.rate_sum + rel
             self.rate_count += 1
-        self.probe = p
 
     def reset_drift(self, computed: Decision) -> None:
         """Zero the drift of the samples whose first skippable unit computes at this step."""
@@ -70,21 +88,24 @@ class PlanState:
             self.drift = self.drift * keep
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.probe, self.drift, self.rate_sum) if t is not None)
+        held = (self.probe, self.drift, self.rate_sum, *self.parts)
+        return sum(t.numel() * t.element_size() for t in held if t is not None)
 
 
 class Planner:
     """Ask a policy for one step's plan over the skippable units, once per (run, step) and branch."""
 
-    def __init__(self, policy: Policy, num_units: int):
+    def __init__(self, policy: Policy, num_units: int, group: Any = None):
         self.policy = policy
         self.num_units = num_units
+        self.group = group  # the process group whose ranks hold shards of one sample's tokens (or None)
 
     def for_step(self, st: PlanState, run: int, step: int, num_steps: int | None, batch: int) -> list[Decision]:
         """Return this step's decisions for a branch, deciding them on its first unit call of the step."""
         if st.plan is not None and st.plan_step == (run, step):
             return st.plan
         drift = rate = None
+        st.fold(self.group)
         if self.policy.needs_drift and st.drift is not None:  # one host read for both
             drift, rate = torch.stack([st.drift, st.rate_sum / max(st.rate_count, 1)]).tolist()
         st.plan, st.streak = self.plan(step, num_steps, batch, drift, st.streak, rate)
@@ -111,3 +132,19 @@ class Planner:
             for r in (range(batch) if d is True else () if d is False else d):
                 computed[r] = True
         return plan, [0 if c else s + 1 for c, s in zip(computed, streak)]
+
+
+def resolve_group(model: Any, group: Any) -> Any:
+    """Return the process group whose ranks shard the model's tokens: `group`, or diffusers' parallel config's."""
+    if group is None:
+        cfg = getattr(model, "_parallel_config", None)  # set by diffusers' enable_parallelism()
+        cp = getattr(cfg, "context_parallel_config", None)
+        mesh = getattr(cp, "_flattened_mesh", None)
+        return None if mesh is None else mesh.get_group()
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        raise SessionError(f"group={group!r} was given but torch.distributed is not initialized; allowed: a process "
+                           f"group of an initialized job, or None. Fix: call torch.distributed.init_process_group().")
+    if not isinstance(group, torch.distributed.ProcessGroup):
+        raise SessionError(f"group={group!r} is not a torch.distributed.ProcessGroup; allowed: a ProcessGroup "
+                           f"(e.g. torch.distributed.new_group(...)) or None. Fix: pass the ranks' process group.")
+    return group

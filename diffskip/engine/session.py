@@ -22,7 +22,7 @@ from .chain import CallInfo, Hook
 from .clock import Clock
 from .flops import FlopMeter, signature_key
 from .lineage import Lineage, live_reads
-from .planner import PlanState, Planner
+from .planner import PlanState, Planner, resolve_group
 from .reuse import strategy_for
 from .stats import CallRecord, Stats
 from .tensors import refill, skeleton
@@ -74,7 +74,8 @@ class Session:
     """Run a policy over an attached denoiser: decide, compute or replay units, and count."""
 
     def __init__(self, h: hooks.Hooked, policy: Policy | str,
-                 num_steps: int | Callable[[float], int | None] | None = None, count_flops: bool = True):
+                 num_steps: int | Callable[[float], int | None] | None = None, count_flops: bool = True,
+                 group: Any = None):
         self.policy = parse(policy)
         _check_steps(num_steps)
         self.hooked = h
@@ -84,6 +85,7 @@ class Session:
                               f"or set final=0 in the policy.")
         self._num_steps = num_steps
         self.num_steps: int | None = None
+        self.group = resolve_group(h.model, group)  # ranks that must decide alike (context parallelism)
         self.meter = FlopMeter(h.flops, count_flops)
         self.history: list[Stats] = []
         self.stats = Stats(num_units=0, skippable=0)
@@ -107,7 +109,7 @@ class Session:
         self.skippable = range(self.head, n - self.tail)
         self.num_units = len(self.skippable)
         self.streams = {u.index: Streams(u.streams) for u in h.units if u.streams is not None}
-        self.planner = Planner(self.policy, self.num_units)
+        self.planner = Planner(self.policy, self.num_units, self.group)
         self.strategy = strategy_for(self)
         self.stats = Stats(num_units=n, skippable=self.num_units)
         self.bound = True
@@ -247,9 +249,14 @@ class _MeterHook(Hook):
 
 @contextlib.contextmanager
 def session(model: nn.Module, policy: Policy | str, num_steps: int | Callable[[float], int | None] | None = None,
-            count_flops: bool = True) -> Iterator[Session]:
-    """Activate a policy on an attached denoiser for the duration of the block; yields the Session."""
-    s = Session(hooks.hooked(model), policy, num_steps=num_steps, count_flops=count_flops)
+            count_flops: bool = True, group: Any = None) -> Iterator[Session]:
+    """Activate a policy on an attached denoiser for the duration of the block; yields the Session.
+
+    `group`: the torch.distributed process group whose ranks each hold a shard of the tokens (context
+    parallelism); drift-gated decisions are then taken on the whole tensor, alike on every rank. Default: the
+    group of diffusers' `enable_parallelism(ContextParallelConfig(...))` when the model has one.
+    """
+    s = Session(hooks.hooked(model), policy, num_steps=num_steps, count_flops=count_flops, group=group)
     with hooks.activate(model, s):
         try:
             yield s
