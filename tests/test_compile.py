@@ -119,3 +119,14 @@ def test_plans_read_the_device_at_most_once_per_step(spec, per_step):
             reads.append(mode.count)
     # (a drift-gated plan reads its drift with one .tolist() a step: a copy on GPUs, a plain read on CPU)
     assert max(reads) <= per_step and s.stats.steps == 6
+
+
+def test_a_unit_compiled_after_attach_runs_compiled_before_any_session():
+    torch.manual_seed(0)
+    net = diffskip.attach(ToyNet(depth=3), TOY)
+    x = torch.randn(2, 3, 8)
+    with torch.no_grad():
+        ref = net(x, 500.0)
+        net.blocks[1].compile(fullgraph=True, backend="eager")  # after attach, no session yet
+        out = net(x, 500.0)
+    assert torch.equal(out, ref) and counters["stats"]["unique_graphs"] >= 1

@@ -145,6 +145,7 @@ def attach(model: nn.Module, adapter: Adapter | None = None) -> nn.Module:
                 out = _detect_on(h, slot, args, kwargs)
                 if h.local.chain is None:
                     return out
+            h.rearm()  # units compiled after attach() run their compiled callable inside diffskip's slot
             chain = h.local.chain
             if chain is None:
                 return slot.inner(*args, **kwargs)
