@@ -110,8 +110,11 @@ def test_a_plan_reports_flops_and_fidelity_against_the_full_run_it_was_tuned_for
     plan = {"format": "diffskip-plan/1", "model": "tiny-sd", "policy": "never", "num_steps": 2, "flops": 0.5,
             "psnr": 30.0, "budget": 0.5, "full_steps": 4, "scheduler": "own", "skip": 0, "table": []}
     (tmp_path / "plan.json").write_text(json.dumps(plan))
-    status, out, _ = _run(capsys, "generate", *TINY, "--plan", str(tmp_path / "plan.json"), "--prompt", "a",
+    status, _, err = _run(capsys, "generate", *TINY, "--plan", str(tmp_path / "plan.json"), "--prompt", "a",
                           "--out", str(tmp_path / "g"))
+    assert status == 2 and "records no denoiser fingerprint" in err  # a hand-written plan: refused unless forced
+    status, out, _ = _run(capsys, "generate", *TINY, "--plan", str(tmp_path / "plan.json"), "--force", "--prompt",
+                          "a", "--out", str(tmp_path / "g"))
     stats = json.loads((tmp_path / "g" / "stats.json").read_text())
     assert status == 0 and stats["steps"] == 2 and stats["full_steps"] == 4
     assert stats["flops_vs_full"] == pytest.approx(0.5) and "FLOPs 0.500 of full (4 steps)" in out

@@ -55,7 +55,7 @@ def _start(args: argparse.Namespace, state, folder):
     """Load and check the model, clear the folder for --overwrite, record the run; return the BatchRun."""
     from ..batch import BatchRun
 
-    pipe = load(args.model, args.policy, args.plan, args.control)
+    pipe = load(args.model, args.policy, args.plan, args.control, getattr(args, "force", False))
     check_loaded(pipe, args)
     if state.is_main_process:
         if args.overwrite:

@@ -67,9 +67,10 @@ def device(name: str) -> str:
     return name
 
 
-def load(model: str, policy: str, plan: str | None = None, control: str | None = None):
+def load(model: str, policy: str, plan: str | None = None, control: str | None = None, force: bool = False):
     """Load `model` (an embedded name, a diffusers folder, a hub id, or 'tiny-sd') wrapped with `policy`
-    (or the tuned `plan` file's policy, scheduler and jump), with an optional control model."""
+    (or the tuned `plan` file's policy, scheduler and jump; `force`: even if tuned on another denoiser), with an
+    optional control model."""
     from ..pipeline import DiffSkipPipeline, resolve_model
 
     if model == "tiny-sd":
@@ -79,7 +80,7 @@ def load(model: str, policy: str, plan: str | None = None, control: str | None =
             raise UsageError("--control needs a PixArt-style model (e.g. --model fashion-pixart); tiny-sd has none.")
         fast = DiffSkipPipeline(tiny_pipeline("sd"), policy)
         if plan is not None:
-            fast.apply_plan(plan)
+            fast.apply_plan(plan, force=force)
         return fast
     allowed = "allowed: an embedded name (fashion-sd, fashion-pixart), a diffusers pipeline folder, a hub id, or tiny-sd"
     try:
@@ -90,7 +91,8 @@ def load(model: str, policy: str, plan: str | None = None, control: str | None =
     if exists and not (path / "model_index.json").exists():
         raise UsageError(f"--model {short(model, 120)}: {short(str(path), 120)} has no model_index.json; {allowed}.")
     try:
-        return DiffSkipPipeline.from_pretrained(str(path) if exists else model, policy, plan=plan, control=control)
+        return DiffSkipPipeline.from_pretrained(str(path) if exists else model, policy, plan=plan, control=control,
+                                                force=force)
     except DiffSkipError:
         raise
     except Exception as exc:  # noqa: BLE001  (diffusers, hub and safetensors raise many kinds: one line each)

@@ -34,6 +34,8 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
                    help=f"denoising steps, 1 to what the scheduler allows (default: the --plan's, else {DEFAULT_STEPS})")
     g.add_argument("--plan", default=None, help="a plan file from `diffskip tune` (policy, steps, scheduler, "
                                                  "jump); replaces --policy; the baseline is the full run it was tuned against")
+    g.add_argument("--force", action="store_true", help="apply --plan even if it was tuned on another denoiser "
+                                                       "(or records none)")
     g.add_argument("--guidance", type=opt.guidance, default=4.0, help="guidance scale in [1, 100] (1: no CFG)")
     g.add_argument("--per-prompt", type=opt.int_in(1, 64), default=1, help="images per prompt")
     g.add_argument("--size", type=opt.size, default=None,

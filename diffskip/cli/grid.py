@@ -70,7 +70,7 @@ def generate(args: argparse.Namespace) -> dict:
         pipe = load(args.model, args.policy, None, args.control)
         own = pipe.pipe.scheduler  # the full run a plan was tuned against uses the model's own scheduler
         if args.plan is not None:
-            pipe.apply_plan(args.plan)
+            pipe.apply_plan(args.plan, force=getattr(args, "force", False))
         check_loaded(pipe, args)
         full = identity(args, pipe)
         if not args.overwrite:
