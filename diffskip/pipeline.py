@@ -43,14 +43,15 @@ def find_denoiser(pipe: Any, name: str | None = None) -> tuple[str, nn.Module]:
 def _remaining_steps(scheduler, t: float) -> int | None:
     """Count the distinct scheduler timesteps from the first one the denoiser saw (`t`) to the end.
 
-    Locating `t` (or `t * 1000`, as Flux passes timestep / 1000) handles img2img's shortened schedules.
+    Locating `t` (or `t * 1000`, as Flux passes timestep / 1000, or `(1 - t) * 1000`, as the Lumina and Z-Image
+    pipelines pass a rising 1 - timestep / 1000) handles img2img's shortened schedules.
     """
     ts = getattr(scheduler, "timesteps", None)
     if ts is None or len(ts) == 0:
         return None
     ts = torch.unique_consecutive(torch.as_tensor(ts, dtype=torch.float64).cpu())
-    for scale in (1.0, 1000.0):
-        hit = torch.nonzero(torch.isclose(ts, torch.tensor(t * scale, dtype=torch.float64), rtol=1e-4, atol=1e-3))
+    for seen in (t, t * 1000.0, (1.0 - t) * 1000.0):
+        hit = torch.nonzero(torch.isclose(ts, torch.tensor(seen, dtype=torch.float64), rtol=1e-4, atol=1e-3))
         if hit.numel():
             return int(ts.numel() - hit[0, 0])
     return None
