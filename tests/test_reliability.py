@@ -247,7 +247,7 @@ def test_pipeline_refuses_a_mask_of_another_length_at_step_0_before_any_unit_run
 def test_ctrl_c_while_the_model_loads_still_prints_the_report(tmp_path, capsys, monkeypatch, prompts):
     from diffskip.cli import batchmode
 
-    def interrupted(model, policy, plan=None, control=None):
+    def interrupted(model, policy, plan=None, control=None, force=False):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(batchmode, "load", interrupted)
