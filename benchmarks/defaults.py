@@ -58,7 +58,8 @@ def measure(model: str, max_plain: int) -> list[dict]:
                 continue
             budget = math.floor(f * n + 1e-9)
             best = max(range(1, max(budget, 1) + 1), key=lambda k: plain[k])
-            rows.append({"model": model, "steps": n, "policy": spec, "flops": round(f, 4), "psnr": round(score(images, ref), 2),
+            rows.append({"model": model, "steps": n, "policy": spec, "flops": round(f, 4),
+                         "psnr": round(score(images, ref), 2),
                          "plain_n": round(plain[n], 2), "fewer_steps": best, "fewer_psnr": round(plain[best], 2)})
             print(json.dumps(rows[-1]), flush=True)
         pipe.policy = "never"

@@ -40,7 +40,8 @@ def row_differences(manifest: dict[int, dict], rows: list[Row]) -> list[str]:
             continue
         for key, value in (("prompt", r.prompt), ("seed", r.seed), ("negative_prompt", r.negative_prompt),
                            ("width", r.width), ("height", r.height), ("control_sha256", r.control_sha256)):
-            if (value is not None or key in ("negative_prompt", "control_sha256")) and m.get(key) != value:  # size None: the default
+            # size None: the default
+            if (value is not None or key in ("negative_prompt", "control_sha256")) and m.get(key) != value:
                 out.append(f"row {i} {key} {short(m.get(key), 40)} there, {short(value, 40)} now")
     return out
 

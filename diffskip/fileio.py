@@ -91,7 +91,8 @@ def read_text(path: str | Path, what: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        raise FileError(f"{what} {short(str(path), 120)}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+        raise FileError(f"{what} {short(str(path), 120)}: line {line} is not UTF-8 text (byte "
+                        f"0x{data[exc.start]:02x}); "
                         f"allowed: UTF-8. Fix: save the file as UTF-8.") from None
 
 

@@ -45,7 +45,8 @@ def take_lock(folder: Path, name: str) -> int:
             return fd
         _unlock(fd)
         os.close(fd)
-    raise RunFolderError(f"--out {short(str(folder), 120)}: could not take its lock (it kept changing). Fix: run again.")
+    raise RunFolderError(f"--out {short(str(folder), 120)}: could not take its lock (it kept changing). Fix: run "
+                         "again.")
 
 
 def release_lock(folder: Path, name: str, fd: int) -> None:

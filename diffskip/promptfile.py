@@ -87,7 +87,8 @@ def read_prompts(path: str | Path, base_seed: int = 0, width: int | None = None,
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
-        raise PromptFileError(f"prompt file {str(path)!r}: {'does not exist' if exc.errno == errno.ENOENT else why(exc)}; "
+        what = "does not exist" if exc.errno == errno.ENOENT else why(exc)
+        raise PromptFileError(f"prompt file {str(path)!r}: {what}; "
                               f"allowed: a .txt or .jsonl file. Fix the --prompts path.") from None
     if not stat.S_ISREG(mode):  # a FIFO or device is refused, never waited on
         raise PromptFileError(f"prompt file {str(path)!r} is {describe(mode)}; allowed: a .txt or .jsonl file. Fix "

@@ -143,7 +143,8 @@ class RunFolder:
 
     # -- contents --------------------------------------------------------------------------------------
     def own_files(self) -> list[Path]:
-        """Return the files (or links) in the folder that diffskip writes (PNGs, manifest, stats, run.json, temporaries)."""
+        """Return the files (or links) in the folder that diffskip writes (PNGs, manifest, stats, run.json, "
+          "temporaries)."""
         return sorted(p for p in self.out.iterdir() if (p.is_file() or p.is_symlink()) and OWN_FILES.match(p.name))
 
     def clear(self) -> None:
@@ -187,7 +188,8 @@ class RunFolder:
 
     def write_record(self, identity: dict) -> None:
         """Write run.json for `identity` (a temporary file renamed into place)."""
-        write_atomic(self.out / RUN_FILE, json.dumps({"kind": self.kind, **identity}, indent=1, sort_keys=True), "--out")
+        text = json.dumps({"kind": self.kind, **identity}, indent=1, sort_keys=True)
+        write_atomic(self.out / RUN_FILE, text, "--out")
 
     def publish(self, files: dict[str, bytes], identity: dict) -> None:
         """Replace the folder's diffskip files with `files` and record `identity`, once every file is written.

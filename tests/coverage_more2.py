@@ -44,7 +44,8 @@ def _minimax(t):
     t_idx[aud] = 1
     pos = torch.zeros(seq, 3)
     pos[:, 0] = torch.arange(seq, dtype=torch.float32)
-    pos[vid, 1], pos[vid, 2] = torch.arange(n_vid, dtype=torch.float32) % 4, torch.arange(n_vid, dtype=torch.float32) % 2
+    ramp = torch.arange(n_vid, dtype=torch.float32)
+    pos[vid, 1], pos[vid, 2] = ramp % 4, ramp % 2
     return dict(hidden_states=R(1, n_vid, 16), audio_hidden_states=R(1, n_aud, 6), encoder_hidden_states=R(1, n_txt, 8),
                 timestep=torch.cat([t / 1000, t / 2000]), timestep_indices=t_idx, token_tags=tags, position_ids=pos,
                 video_indices=vid, audio_indices=aud, text_indices=txt)

@@ -1,8 +1,9 @@
 """A batch run killed by SIGKILL at 20 seeded random points loses, duplicates and mixes nothing.
 
 Each run is a forked child of this test process (imports already done, so a start costs milliseconds), killed
-after a seeded random number of new images plus a random fraction of one; after every kill the folder holds only complete images equal to an uninterrupted
-run's, and the run after the last kill completes it. Invariants are checked, never timings.
+after a seeded random number of new images plus a random fraction of one; after every kill the folder holds only
+complete images equal to an uninterrupted run's, and the run after the last kill completes it. Invariants are
+checked, never timings.
 """
 from __future__ import annotations
 

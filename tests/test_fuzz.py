@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +17,8 @@ from diffskip.policies import POLICIES, Policy
 KEYS = ["every", "start", "end", "speedup", "threshold", "warmup", "max_streak", "steps", "cycle", "head", "tail",
         "forecast", "evry", ""]
 VALUES = st.one_of(st.integers(-10**30, 10**30).map(str), st.floats(allow_nan=True, allow_infinity=True).map(str),
-                   st.sampled_from(["none", "None", "", "1e309", "٣", "３", "0x10", "1_000", "10101", "1" * 2000, " 2 "]),
+                   st.sampled_from(["none", "None", "", "1e309", "٣", "３", "0x10", "1_000", "10101", "1" * 2000,
+                                    " 2 "]),
                    st.text(max_size=12))
 SPECS = st.one_of(
     st.text(max_size=40),
@@ -132,7 +132,8 @@ def test_valid_options_produce_the_pinned_result_on_a_model(tmp_path_factory, ca
     st_ = json.loads((out / "stats.json").read_text())["stats"]
     branches = 1 if guidance == "1" else 2  # classifier-free guidance runs a cond and an uncond branch
     spec = diffskip.parse(policy)  # head/tail units always compute and are not counted; defaults: head 0
-    head = spec.head if spec.head is not None else (1 if policy.startswith("threshold") else 0)  # (threshold: its probe)
+    # threshold: its probe is its head
+    head = spec.head if spec.head is not None else (1 if policy.startswith("threshold") else 0)
     units = TINY_UNITS + 2 - head - (spec.tail if spec.tail is not None else 2)  # 22 units, default tail 2
     total = units * steps * branches
     assert st_["steps"] == steps and st_["computed"] + st_["reused"] == total

@@ -34,7 +34,8 @@ def test_the_readme_commands_run_in_order_in_one_folder_on_tiny_settings(tmp_pat
     (tmp_path / "samples").symlink_to(root / "samples")
     monkeypatch.chdir(tmp_path)  # a fresh folder: nothing but the samples the commands name
     for argv in cmds:
-        tiny = ["--steps", "2", "--prompt", "a coat", "--threads", "1", "--device", "cpu"] if argv[0] == "generate" else []
+        tiny = (["--steps", "2", "--prompt", "a coat", "--threads", "1", "--device", "cpu"] if argv[0] == "generate"
+                else [])
         assert main([*argv, *tiny]) in (0, None), argv
         out = capsys.readouterr().out
         assert "wrote" in out and "PSNR vs baseline" in out, (argv, out)

@@ -40,7 +40,8 @@ def prompts(tmp_path):
     return tmp_path / "p.txt"
 
 
-def test_a_batch_folder_refuses_another_run_naming_the_differences_and_overwrite_starts_again(tmp_path, capsys, prompts):
+def test_a_batch_folder_refuses_another_run_naming_the_differences_and_overwrite_starts_again(tmp_path, capsys,
+                                                                                             prompts):
     assert _cli(capsys, *_batch(tmp_path, "--policy", "interval:every=2"))[0] == 0
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["kind"] == "batch" and run["policy"] == "interval:every=2" and run["steps"] == 2
@@ -107,7 +108,8 @@ def test_grid_folder_same_run_is_replaced_other_run_refused_overwrite_clears(tmp
 @pytest.mark.parametrize("argv,expect", [
     (["--steps", "0"], "argument --steps: '0' is invalid; allowed: an int in [1, 10000]"),
     (["--steps", "-5"], "argument --steps: '-5' is invalid"),
-    (["--steps", "1000"], "--steps 1000: DDIMScheduler (1000 training timesteps) cannot run it; allowed: 1 to 999 steps"),
+    (["--steps", "1000"], "--steps 1000: DDIMScheduler (1000 training timesteps) cannot run it; allowed: 1 to 999 "
+                          "steps"),
     (["--size", "0"], "argument --size: '0' is invalid; allowed: an int in [8, 2048]"),
     (["--size", "100000"], "argument --size: '100000' is invalid"),
     (["--size", "12"], "argument --size: '12' is invalid; allowed: a multiple of 8 in [8, 2048], e.g. 8"),

@@ -17,7 +17,8 @@ TINY = ["--model", "tiny-sd", "--steps", "2", "--device", "cpu", "--threads", "1
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run `diffskip ...` in this process (an alarm turns a hang on a FIFO into a failure); return (status, out, err)."""
+    """Run `diffskip ...` in this process (an alarm turns a hang on a FIFO into a failure); return (status, out, "
+      "err)."""
     signal.signal(signal.SIGALRM, _hung)
     signal.alarm(120)
     try:
@@ -183,7 +184,8 @@ def test_outputs_of_tune_fit_gaussian_and_eval_refuse_folders_fifos_and_existing
              (["tune", "--out", str(tmp_path / "nowhere" / "p.json")], "does not exist"),
              (["tune", "--out", ""], "--out is empty"),
              (["fit-gaussian", "--images", str(tmp_path), "--out", str(tmp_path / "s")], "exists; allowed"),
-             (["fit-gaussian", "--images", str(tmp_path / "old.json"), "--out", str(tmp_path / "t")], "is a regular file"),
+             (["fit-gaussian", "--images", str(tmp_path / "old.json"), "--out", str(tmp_path / "t")], "is a regular "
+                                                                                                      "file"),
              (["eval", str(tmp_path), "--json", str(tmp_path)], "is a folder")]
     for argv, expect in cases:
         status, _, err = _run(capsys, *argv)

@@ -46,7 +46,8 @@ def control_path(control: str | Path) -> Path:
     if "/" not in text and "\\" not in text and text in control_names():
         return _root() / text
     raise AssetError(f"control {short(text, 120)}: not a shipped control branch nor a folder with config.json; "
-                     f"allowed: a shipped name {control_names()} (diffskip/assets/controlnets/) or the folder of a saved "
+                     f"allowed: a shipped name {control_names()} (diffskip/assets/controlnets/) or the folder of a "
+                     "saved "
                      f"branch. Fix the name or path.")
 
 

@@ -84,7 +84,8 @@ def _report(args: argparse.Namespace, job, state, total: int, bad: list) -> None
 
     done = len(read_done(Path(args.out)))
     made, there = (job.made, len(getattr(job, "done", ()))) if job else (0, done)
-    redone = f"; {len(job.redone)} damaged image(s) made again: {', '.join(job.redone[:3])}" if job and job.redone else ""
+    redone = (f"; {len(job.redone)} damaged image(s) made again: {', '.join(job.redone[:3])}"
+              if job and job.redone else "")
     print(f"{done} of {total} rows done in {args.out}/ ({made} made now, {there} were already there{redone}; "
           f"{state.num_processes} process(es)); manifest {Path(args.out) / MANIFEST}")
     for b in bad:

@@ -95,7 +95,8 @@ def check_loaded(pipe, args: argparse.Namespace) -> None:
     den = getattr(pipe, "denoiser", None)
     unit = getattr(pipe, "vae_scale_factor", 8) * (getattr(getattr(den, "config", None), "patch_size", None) or 1)
     if size is not None and size % unit:
-        raise UsageError(f"--size {size}: this model needs a multiple of {unit}; e.g. --size {max(unit, size // unit * unit)}.")
+        near = max(unit, size // unit * unit)
+        raise UsageError(f"--size {size}: this model needs a multiple of {unit}; e.g. --size {near}.")
     if getattr(args, "control", None):
         from ..assets.controls import check_base, control_path
 

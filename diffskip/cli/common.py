@@ -82,7 +82,8 @@ def load(model: str, policy: str, plan: str | None = None, control: str | None =
         if plan is not None:
             fast.apply_plan(plan, force=force)
         return fast
-    allowed = "allowed: an embedded name (fashion-sd, fashion-pixart), a diffusers pipeline folder, a hub id, or tiny-sd"
+    allowed = ("allowed: an embedded name (fashion-sd, fashion-pixart), a diffusers pipeline folder, a hub id, or "
+               "tiny-sd")
     try:
         path = Path(resolve_model(model))
         exists = path.exists()

@@ -25,9 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", default="classifier", choices=["classifier", "inception"],
                    help="feature network for the Frechet distance")
     p.add_argument("--kid", action="store_true", help="also report KID (unbiased for small sample counts)")
-    p.add_argument("--clip", default=DEFAULT_CLIP, help="CLIP folder or hub id for CLIP score (the embedded one by default)")
+    p.add_argument("--clip", default=DEFAULT_CLIP, help="CLIP folder or hub id for CLIP score (the embedded one by "
+                                                        "default)")
     p.add_argument("--cache", default=None,
-                   help="where reference statistics are cached (default: $XDG_CACHE_HOME/diffskip or ~/.cache/diffskip)")
+                   help="where reference statistics are cached (default: $XDG_CACHE_HOME/diffskip or "
+                        "~/.cache/diffskip)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file (a new file, or --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
 

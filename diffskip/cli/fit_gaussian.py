@@ -21,7 +21,8 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--size", type=opt.size, default=None, help="image size for --images (default: the model's)")
     g.add_argument("--steps", type=opt.steps, default=25, help="sampling steps for --samples")
     g.add_argument("--guidance", type=opt.guidance, default=4.0, help="guidance scale for --samples")
-    g.add_argument("--rank", type=opt.int_in(1, 100_000), default=64, help="eigenpairs kept; the rest becomes one residual variance")
+    g.add_argument("--rank", type=opt.int_in(1, 100_000), default=64, help="eigenpairs kept; the rest becomes one "
+                                                                           "residual variance")
     g.add_argument("--out", required=True, help="output path without suffix (writes <out>.safetensors and <out>.json)")
     g.add_argument("--overwrite", action="store_true", help="replace existing <out>.safetensors/.json")
 
@@ -102,7 +103,8 @@ def _image_folder(folder: str, size: int):
 
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise UsageError(f"--images {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) there; allowed: a folder of images.")
+        raise UsageError(f"--images {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) there; allowed: a folder of "
+                         "images.")
     arrays = [np.asarray(open_image(p, "--images file").convert("RGB").resize((size, size), Image.BICUBIC))
               for p in paths]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()

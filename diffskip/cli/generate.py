@@ -31,9 +31,11 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
                         "the base seed")
     g.add_argument("--batch-size", type=opt.int_in(1, 256), default=4, help="batch mode: images per pipeline call")
     g.add_argument("--steps", type=opt.steps, default=None,
-                   help=f"denoising steps, 1 to what the scheduler allows (default: the --plan's, else {DEFAULT_STEPS})")
+                   help="denoising steps, 1 to what the scheduler allows (default: the --plan's, else "
+                        f"{DEFAULT_STEPS})")
     g.add_argument("--plan", default=None, help="a plan file from `diffskip tune` (policy, steps, scheduler, "
-                                                 "jump); replaces --policy; the baseline is the full run it was tuned against")
+                                                 "jump); replaces --policy; the baseline is the full run it was "
+                                                 "tuned against")
     g.add_argument("--force", action="store_true", help="apply --plan even if it was tuned on another denoiser "
                                                        "(or records none)")
     g.add_argument("--guidance", type=opt.guidance, default=4.0, help="guidance scale in [1, 100] (1: no CFG)")
@@ -42,15 +44,18 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
                    help="height = width in pixels, a multiple of 8 up to 2048 (default: the model's)")
     g.add_argument("--seed", type=opt.seed, default=0, help="grid: generator seed; batch: base seed (+ row index)")
     g.add_argument("--cols", type=opt.int_in(1, 100), default=None, help="grid columns (default: up to 10 per row)")
-    g.add_argument("--cell", type=opt.int_in(1, 1024), default=96, help="pixels per grid cell (nearest-neighbour upscale)")
+    g.add_argument("--cell", type=opt.int_in(1, 1024), default=96, help="pixels per grid cell (nearest-neighbour "
+                                                                        "upscale)")
     g.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                    help="also render the unaccelerated grid and report PSNR and wall-clock against it")
     g.add_argument("--repeats", type=opt.int_in(1, 100), default=1,
                    help="grid: timed runs of baseline and accelerated, interleaved after a warm-up (medians printed)")
     g.add_argument("--control", default=None,
-                   help="control branch: a shipped name (fashion-pixart-relactrl-edges, ...) or a folder; with --control-image")
+                   help="control branch: a shipped name (fashion-pixart-relactrl-edges, ...) or a folder; with "
+                        "--control-image")
     g.add_argument("--control-image", action="append", default=None,
-                   help="condition image (e.g. an edge map) for --control: one for all prompts, or repeat once per --prompt")
+                   help="condition image (e.g. an edge map) for --control: one for all prompts, or repeat once per "
+                        "--prompt")
     g.add_argument("--control-scale", type=control_scale, default=1.0,
                    help="multiplies the control residuals: a finite number in [0, 10] (0: no control, 1: as trained)")
     g.add_argument("--device", default="auto", help="torch device: auto (cuda when available, else cpu), cpu, cuda:N")
@@ -65,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     args.full_steps = None
     if args.plan is not None:  # a bad plan fails before the model loads
         if args.policy is not None:
-            raise UsageError(f"--plan {args.plan} and --policy {args.policy} both set the policy; allowed: one of them.")
+            raise UsageError(f"--plan {args.plan} and --policy {args.policy} both set the policy; allowed: one of "
+                             "them.")
         data = plan_file(args.plan)
         args.steps, args.policy = args.steps or data["num_steps"], data["policy"]
         full = data.get("full_steps")

@@ -31,8 +31,8 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if (action.default is not None and action.default is not False and action.default != argparse.SUPPRESS and "default" not in text
-                and action.option_strings):
+        if (action.default is not None and action.default is not False and action.default != argparse.SUPPRESS
+                and "default" not in text and action.option_strings):
             text += " (default: %(default)s)"
         return text
 

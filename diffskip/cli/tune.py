@@ -28,7 +28,8 @@ def budget(text: str) -> float:
 def add_arguments(g: argparse.ArgumentParser) -> None:
     """Add the `tune` options."""
     g.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, diffusers folder or hub id")
-    g.add_argument("--budget", type=budget, default=0.35, help="FLOPs budget relative to --steps plain steps, in (0, 1]")
+    g.add_argument("--budget", type=budget, default=0.35, help="FLOPs budget relative to --steps plain steps, in (0, "
+                                                               "1]")
     g.add_argument("--steps", type=opt.int_in(2, 1000), default=20,
                    help="the full-step run the plan is measured against (at most what the scheduler allows)")
     g.add_argument("--prompt", action="append", help="calibration prompt (repeat; default: 4 garments)")

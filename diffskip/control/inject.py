@@ -53,7 +53,8 @@ def as_condition_images(image: Any, size: int) -> torch.Tensor:
         image = [image]
     if isinstance(image, (list, tuple)):
         if not all(isinstance(i, Image.Image) for i in image):
-            raise TypeError(f"control_image list items must be PIL images, got {short([type(i).__name__ for i in image])}.")
+            kinds = short([type(i).__name__ for i in image])
+            raise TypeError(f"control_image list items must be PIL images, got {kinds}.")
         image = torch.stack([torch.from_numpy(np.array(i.convert("RGB").resize((size, size)))).permute(2, 0, 1)
                              for i in image])
     if not isinstance(image, torch.Tensor):
