@@ -130,7 +130,7 @@ def _parse_row(path: Path, text: str, index: int, base_seed: int, width: int | N
         problem = _check_jsonl(d)
         if problem:
             return problem
-    seed = d.get("seed", base_seed + index)
+    seed = base_seed + index if d.get("seed") is None else d["seed"]  # "seed": null is the default seed too
     if seed > MAX_SEED:
         return f"seed {base_seed} + row {index} = {seed} is over 2**64 - 1; give this row a 'seed' or a smaller --seed"
     control, digest = None if d.get("control_image") is None else path.parent / d["control_image"], None

@@ -110,3 +110,25 @@ def test_spans_end_at_glue_and_a_live_long_skip_keeps_per_unit_caches(long_skip)
     assert torch.allclose(outs[False], outs[True], rtol=1e-5, atol=1e-6)
     # glue between blocks 1 and 2 splits the span; a live block reading block 2's (inside span 2-3): per unit
     assert kept[False] == (["1", "2", "3"] if long_skip else ["('span', 1)", "('span', 2)"])
+
+
+def test_a_skippable_block_that_changes_its_streams_shape_is_refused_in_one_line():
+    class Halve(torch.nn.Module):
+        def forward(self, x):
+            return x[:, : x.shape[1] // 2] * 2
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleList([_Block(), Halve(), _Block()])
+
+        def forward(self, x, t):
+            for blk in self.blocks:
+                x = blk(x)
+            return x
+
+    adapter = diffskip.Adapter(units=("blocks",), reuse="residual", streams="x", head=1, timestep="t")
+    net = diffskip.attach(Net(), adapter)
+    with pytest.raises(SessionError, match="unit 1 returns a stream of another shape than it received"):
+        with torch.no_grad(), diffskip.session(net, "interval:every=2", num_steps=2):
+            net(torch.randn(2, 4, 8), 900.0)

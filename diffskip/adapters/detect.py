@@ -1,15 +1,10 @@
 """Automatic adapters: a denoiser's block lists and their residual streams, from its signatures and one call.
 
-A block list is a `ModuleList` of blocks of one class whose name ends in "blocks" or "layers", an attribute of
-the model (at any depth only when the model has none: Chroma's guidance MLP `layers` are not blocks), not
-inside another block list, that the model's forward runs once per call, block after block. Which output
-of a block continues which input (its residual stream) is read from one probing call: the input of block i+1
-that *is* output k of block i; else the one input of block i with that output's shape; else none (replayed
-as cached). UNets (down/mid/up blocks, 2-D and 3-D) reuse each layer's output, DeepCache style. Refiner
-lists (noise_refiner, context_refiner, token refiners) run once per call before the main list and are not
-cached; nor is a list that runs more than once per call or whose outputs continue no input. Explicit
-registered adapters win over detection (`find_adapter` first).
-"""
+Block lists: `ModuleList`s of same-class blocks named "*blocks" / "*layers" that the forward runs once per call,
+block after block (nested only when the model has none; refiners and lists whose outputs continue no input are
+not cached). Streams, from one probing call: the input of block i+1 that *is* output k of block i; else the one
+input of block i with that output's shape; else none (replayed as cached). UNets (2-D and 3-D) reuse each layer's
+output, DeepCache style. Registered adapters win (`find_adapter` first); docs/adapters.md has the rules."""
 from __future__ import annotations
 
 import inspect
@@ -83,9 +78,8 @@ def _probed(model: nn.Module, lists: list[tuple[str, nn.ModuleList]], probe: Cal
 def describe(model: nn.Module, adapter: Adapter | None = None, probe: Callable[[], Any] | None = None) -> dict:
     """Return what diffskip caches on a model, JSON-ready: source, lists, reuse, streams, units, timestep.
 
-    `adapter` None: the registered adapter ("explicit"), else `detect(model, probe)` ("automatic"). A given
-    adapter is "explicit" when it is the one registered for the model's class, else "automatic".
-    """
+    `adapter` None: the registered one ("explicit"), else `detect(model, probe)`; a given one is "explicit" when
+    it is the one registered for the model's class, else "automatic"."""
     try:
         found: Adapter | None = find_adapter(model)
     except UnsupportedModelError:
@@ -297,11 +291,10 @@ def detect_static(model: nn.Module) -> Adapter | None:
     try:
         return find_adapter(model)
     except UnsupportedModelError:
-        pass
-    try:
-        return detect(model)
-    except UnsupportedModelError:
-        _timestep(model)  # no timestep argument, or no block list at all: a probe cannot help, raise now
-        if not [p for p, _ in _candidates(model) if "refiner" not in p]:
-            raise
-        return None
+        try:
+            return detect(model)
+        except UnsupportedModelError:
+            _timestep(model)  # no timestep argument, or no block list at all: a probe cannot help, raise now
+            if not [p for p, _ in _candidates(model) if "refiner" not in p]:
+                raise
+            return None

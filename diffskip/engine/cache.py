@@ -64,8 +64,7 @@ class Streams:
         inputs = {s: stream(bound, s).clone() for s in set(self.names) if s is not None}
         out = run(bound)
         outs = (out,) if self.single else tuple(out)
-        res = tuple(o - inputs[s] if s is not None and isinstance(o, torch.Tensor) else o
-                    for s, o in zip(self.names, outs))
+        res = tuple(_minus(o, inputs[s]) if s is not None else o for s, o in zip(self.names, outs))
         return out, res
 
     def replay(self, bound: inspect.BoundArguments, residual: tuple) -> Any:
@@ -82,6 +81,17 @@ class Streams:
     def spannable(self, residual: tuple) -> bool:
         """True when every output continues an input (a residual that a span can sum)."""
         return all(s is not None and isinstance(r, torch.Tensor) for s, r in zip(self.names, residual))
+
+
+def _minus(out: Any, inp: torch.Tensor) -> Any:
+    """Return out - inp; SHAPE_CHANGED where the unit changed the stream's shape (context parallelism splits the
+    tokens inside the first block), a non-tensor output as it is."""
+    if not isinstance(out, torch.Tensor):
+        return out
+    return out - inp if out.shape == inp.shape else SHAPE_CHANGED
+
+
+SHAPE_CHANGED = "shape changed"  # a residual position that cannot be taken (see _minus)
 
 
 def add(a: tuple, b: tuple) -> tuple:

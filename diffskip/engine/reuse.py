@@ -17,7 +17,7 @@ import torch
 from torch.utils._pytree import tree_leaves
 
 from ..errors import SessionError
-from .cache import Streams, add, stream
+from .cache import SHAPE_CHANGED, Streams, add, stream
 from .tensors import first_tensor, merge_rows, placeholder, skeleton, slice_rows
 
 __all__ = ["strategy_for"]
@@ -41,9 +41,10 @@ class PerUnit:
         if (not skippable or not s.policy.reuses) and not probe:  # nothing to cache: run as is
             return s.run(unit, call_next, args, kwargs, s.batch)
         bound = unit.signature.bind(*args, **kwargs)
-        if not skippable:  # the drift probe
+        if not skippable:  # the drift probe: its residual, or its output where it changes the stream's shape
             out, res = self.compute(unit, call_next, bound, s.batch)
-            s.branch.plan.observe(first_tensor(res if res is not None else out))
+            p = first_tensor(res) if res is not None else None
+            s.branch.plan.observe(p if p is not None else first_tensor(out))
             return out
         c = s.call
         decision = s.planner.for_step(s.branch.plan, c.run, c.step, s.num_steps, s.batch)[i - s.head]
@@ -56,7 +57,14 @@ class PerUnit:
         """Run the unit; return (output, residual per stream or None for output reuse)."""
         run = lambda b: self.s.run(unit, call_next, b.args, b.kwargs, rows)  # noqa: E731
         streams: Streams | None = self.s.streams.get(unit.index)
-        return (run(bound), None) if streams is None else streams.compute(run, bound)
+        if streams is None:
+            return run(bound), None
+        out, res = streams.compute(run, bound)
+        if SHAPE_CHANGED in res and unit.index in self.s.skippable:
+            raise SessionError(f"unit {unit.index} returns a stream of another shape than it received, so no residual "
+                               f"can be cached for it; allowed: blocks that keep their streams' shapes. Fix: make it "
+                               f"live with the policy's head= / tail=.")
+        return out, res
 
     def sub(self, unit, bound, rows: tuple[int, ...]):
         idx = torch.tensor(rows, device=first_tensor(bound.arguments).device)
