@@ -166,3 +166,14 @@ def sample(p: ModelPatcher, steps: int = 6, batch: int = 1) -> torch.Tensor:
     extra = net.conds(batch, g) if hasattr(net, "conds") else {}
     with torch.no_grad():
         return Guider(p).sample(noise, cond, uncond, sigmas(steps, flow=p.model.flow), extra)
+
+
+def node(name: str, model, **values):
+    """Run diffskip's ComfyUI node `name` on a patcher with its default inputs (`values` override); return the model."""
+    from diffskip import comfy as dc
+
+    n = dc.NODE_CLASS_MAPPINGS[name]()
+    spec = n.INPUT_TYPES()["required"]
+    kw = {k: v[1]["default"] for k, v in spec.items() if k != "model"}
+    kw.update(values)
+    return getattr(n, n.FUNCTION)(model, **kw)[0]

@@ -25,12 +25,7 @@ from diffskip.policies import POLICIES
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _node(name: str, model, **values):
-    node = dc.NODE_CLASS_MAPPINGS[name]()
-    spec = node.INPUT_TYPES()["required"]
-    kw = {k: v[1]["default"] for k, v in spec.items() if k != "model"}
-    kw.update(values)
-    return getattr(node, node.FUNCTION)(model, **kw)[0]
+_node = fc.node
 
 
 def test_one_node_per_policy_with_inputs_generated_from_the_dataclass():

@@ -13,12 +13,7 @@ from diffskip.adapters import UnsupportedModelError, find_adapter, resolve_units
 FAMILIES = sorted(fc.FAMILIES)
 
 
-def _node(name: str, model, **values):
-    node = dc.NODE_CLASS_MAPPINGS[name]()
-    spec = node.INPUT_TYPES()["required"]
-    kw = {k: v[1]["default"] for k, v in spec.items() if k != "model"}
-    kw.update(values)
-    return getattr(node, node.FUNCTION)(model, **kw)[0]
+_node = fc.node
 
 
 def _count_block_runs(net) -> list[int]:

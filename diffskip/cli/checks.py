@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 from pathlib import Path
 
 from ..errors import short
 from ..fileio import check_input, image_digest, read_bytes
 from .common import DEFAULT_PROMPTS, UsageError, device
+from .options import real_in
 
 MAX_CONTROL_SCALE = 10.0
 
 
-def control_scale(text: str) -> float:
-    """argparse type: a finite control scale in [0, MAX_CONTROL_SCALE] (0: the base model, 1: as trained)."""
-    try:
-        value = float(text) if text.isascii() else math.nan
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0.0 <= value <= MAX_CONTROL_SCALE):
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is invalid; allowed: a finite number in [0, "
-                                         f"{MAX_CONTROL_SCALE:g}] (0: no control, 1: as trained).")
-    return value
+# argparse type: a finite control scale in [0, MAX_CONTROL_SCALE] (0: the base model, 1: as trained)
+control_scale = real_in(0.0, MAX_CONTROL_SCALE, "0: no control, 1: as trained")
 
 
 def precheck(args: argparse.Namespace) -> None:

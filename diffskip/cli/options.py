@@ -29,16 +29,22 @@ def int_in(lo: int, hi: int, what: str = "") -> Callable[[str], int]:
     return parse
 
 
-def guidance(text: str) -> float:
-    """argparse type: a finite guidance scale in [1, MAX_GUIDANCE] (1 turns classifier-free guidance off)."""
-    try:
-        value = float(text) if text.isascii() else math.nan
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 1.0 <= value <= MAX_GUIDANCE):
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is invalid; allowed: a finite number in [1, {MAX_GUIDANCE:g}] "
-                                         f"(1 turns classifier-free guidance off; 3-8 is usual).")
-    return value
+def real_in(lo: float, hi: float, note: str) -> Callable[[str], float]:
+    """Return an argparse type: a finite number in [lo, hi]; `note` says what the ends mean."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text) if text.isascii() else math.nan
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is invalid; allowed: a finite number in [{lo:g}, {hi:g}] "
+                                             f"({note}).")
+        return value
+    return parse
+
+
+# argparse type: a finite guidance scale in [1, MAX_GUIDANCE] (1 turns classifier-free guidance off)
+guidance = real_in(1.0, MAX_GUIDANCE, "1 turns classifier-free guidance off; 3-8 is usual")
 
 
 def size(text: str) -> int:
