@@ -28,11 +28,11 @@ class PerUnit:
 
     lean_output = False
 
-    def prune(self) -> None:
-        """Nothing to drop: every unit's value may be replayed."""
-
     def __init__(self, session):
         self.s = session
+
+    def prune(self) -> None:
+        """Nothing to drop: every unit's value may be replayed."""
 
     def unit_call(self, unit, call_next: Callable, args: tuple, kwargs: dict) -> Any:
         s, i = self.s, unit.index
@@ -60,7 +60,7 @@ class PerUnit:
         if streams is None:
             return run(bound), None
         out, res = streams.compute(run, bound)
-        if SHAPE_CHANGED in res and unit.index in self.s.skippable:
+        if any(r is SHAPE_CHANGED for r in res) and unit.index in self.s.skippable:
             raise SessionError(f"unit {unit.index} returns a stream of another shape than it received, so no residual "
                                f"can be cached for it; allowed: blocks that keep their streams' shapes. Fix: make it "
                                f"live with the policy's head= / tail=.")
