@@ -38,21 +38,23 @@ def wan_vae():
                               temperal_downsample=[False, True, True]).eval()
 
 
+def wan_transformer(in_channels: int):
+    """A tiny WanTransformer3DModel (16 latent channels out; 36 in for image-to-video)."""
+    return d.WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+                                   in_channels=in_channels, out_channels=16, text_dim=32, freq_dim=32, ffn_dim=32,
+                                   num_layers=3, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                                   rope_max_seq_len=32).eval()
+
+
 def wan_t2v():
-    tr = d.WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
-                                 out_channels=16, text_dim=32, freq_dim=32, ffn_dim=32, num_layers=3,
-                                 cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32).eval()
     return d.WanPipeline(tokenizer=t5_tokenizer(), text_encoder=umt5(), vae=wan_vae(),
-                         scheduler=flow_scheduler(shift=3.0), transformer=tr)
+                         scheduler=flow_scheduler(shift=3.0), transformer=wan_transformer(16))
 
 
 def wan_i2v():
     """Wan 2.2 I2V style: no CLIP image encoder; the image enters as latents concatenated to the noise."""
-    tr = d.WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36,
-                                 out_channels=16, text_dim=32, freq_dim=32, ffn_dim=32, num_layers=3,
-                                 cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32).eval()
     return d.WanImageToVideoPipeline(tokenizer=t5_tokenizer(), text_encoder=umt5(), vae=wan_vae(),
-                                     scheduler=flow_scheduler(shift=3.0), transformer=tr)
+                                     scheduler=flow_scheduler(shift=3.0), transformer=wan_transformer(36))
 
 
 def ltx():
