@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .forecast import FORECASTERS, Forecaster
-from .tensors import merge_rows, nbytes
+from .tensors import first_tensor, merge_rows, nbytes
 
 __all__ = ["UnitCache", "Streams"]
 
@@ -35,7 +35,7 @@ class UnitCache:
 
     def store_rows(self, key: Any, fresh: Any, rows: tuple[int, ...], step: int) -> None:
         """Cache the computed `rows` of `key` (`fresh` holds just those rows) over its previous raw value."""
-        idx = torch.tensor(rows, device=_device(fresh))
+        idx = torch.tensor(rows, device=first_tensor(fresh).device)
         self.store(key, merge_rows(self.values[key], fresh, idx), step, rows)
 
     def replay(self, key: Any, step: int) -> Any:
@@ -97,11 +97,6 @@ SHAPE_CHANGED = "shape changed"  # a residual position that cannot be taken (see
 def add(a: tuple, b: tuple) -> tuple:
     """Sum two residual tuples position by position (a position the later unit leaves non-tensor stays so)."""
     return tuple(x + y if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) else y for x, y in zip(a, b))
-
-
-def _device(x: Any) -> torch.device:
-    from .tensors import first_tensor
-    return first_tensor(x).device
 
 
 def stream(bound: inspect.BoundArguments, name: str) -> torch.Tensor:
