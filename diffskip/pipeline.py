@@ -175,7 +175,7 @@ class DiffSkipPipeline:
             else:
                 with skipping(self.pipe, self.skip, self.denoiser, args, kwargs) as kw:
                     out = self.pipe(*args, **kw)
-                s.stats.skipped_steps = self.skip.steps
+                s.stats.skipped_steps = self.skip.saved_calls
         self.last_stats, self.last_control = s.stats, run
         return out
 

@@ -81,6 +81,9 @@ def check_plan(data: Any, where: str = "plan") -> dict[str, Any]:
     if not _int(n) or n < 1 or not _int(skip) or not 0 <= skip < n:
         raise AssetError(f"{where}: num_steps={short(n)}, skip={short(skip)} are invalid; allowed: ints with "
                          f"num_steps >= 1 and 0 <= skip < num_steps.")
+    if not isinstance(data.get("conditional", False), bool):
+        raise AssetError(f"{where}: conditional={short(data['conditional'])} is invalid; allowed: true (the "
+                         f"prompt-aware jump) or false.")
     if sched not in (None, *SCHEDULERS):
         raise AssetError(f"{where}: scheduler={short(sched)} is invalid; allowed: {list(SCHEDULERS)}.")
     fp = data.get("denoiser")
@@ -105,7 +108,8 @@ def apply_plan(fast: Any, plan: str | Path | dict, force: bool = False) -> None:
     check_fingerprint(data, fast.denoiser, force, where)
     from .analytic import GaussianSkip
 
-    skip = GaussianSkip(fast.gaussian_stats(), data["skip"]) if data.get("skip") else None
+    skip = GaussianSkip(fast.gaussian_stats(), data["skip"], data.get("conditional", False)) \
+        if data.get("skip") else None
     fast.policy = data["policy"]  # checked against the model first: a refusal leaves the pipeline as it was
     fast.skip = skip
     use_scheduler(fast.pipe, data.get("scheduler"))
@@ -132,7 +136,7 @@ def _sampler(fast: Any, base: Any, prompts: list[str], seed: int, call: dict) ->
         fast.pipe.scheduler = base
         use_scheduler(fast.pipe, t.scheduler)
         fast.policy = t.policy
-        fast.skip = GaussianSkip(fast.gaussian_stats(), t.skip) if t.skip else None
+        fast.skip = GaussianSkip(fast.gaussian_stats(), t.skip, t.conditional) if t.skip else None
         gens = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
         out = fast(prompts, num_inference_steps=t.num_steps, generator=gens, output_type="pt", **call)
         return (out.frames if hasattr(out, "frames") else out.images), fast.last_stats  # video: (B, F, C, H, W)

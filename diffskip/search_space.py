@@ -5,15 +5,19 @@ Used by `diffskip.tuning.tune`, the one search.
 from __future__ import annotations
 
 import math
+import numbers
+from typing import Any, Sequence
 
 from torch import nn
 
 from .engine import hooks
 from .engine.session import resolve_span
-from .errors import DiffSkipError
+from .errors import DiffSkipError, short
 from .policies import FINAL, parse
 
-__all__ = ["live_share", "skippable_units", "candidates"]
+__all__ = ["live_share", "skippable_units", "candidates", "jump_candidates", "JUMP_FRACTIONS", "check_budget",
+           "check_space"]
+JUMP_FRACTIONS = (0.2, 0.35, 0.5, 0.65)  # shares of the schedule the analytic jump replaces
 
 
 def live_share(model: nn.Module) -> float:
@@ -60,3 +64,59 @@ def candidates(budget: float, full_steps: int, live: float, num_units: int, rank
             keep = int(c_between * num_units)
             out.append((f"profile:rank={rank},keep={keep},forecast=1", n))
     return out
+
+
+def jump_candidates(budget: float, full_steps: int, live: float, num_units: int, rank: str | None,
+                    best: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
+    """Return (policy, steps, jumped steps): the jump alone at several lengths, the jump before caching sized
+    to the steps left, and a jump before the best caching plans measured (`best`)."""
+    out = []
+    left = max(1, int(budget * full_steps + 1e-9))  # computed steps a plain jump may leave
+    for frac in JUMP_FRACTIONS:
+        n = min(full_steps, round(left / (1 - frac)))
+        if n > left:
+            out.append(("never", n, n - left))
+    for frac in JUMP_FRACTIONS[:3]:
+        k = round(frac * full_steps)
+        rest = full_steps - k
+        b = budget * full_steps / rest  # budget per remaining step
+        if 0 < k and b < 1:
+            out += [(p, full_steps, k) for p, n in candidates(b, rest, live, num_units, rank)
+                    if n == rest and p != "never"]
+    for p, n in best:
+        out += [(p, n, round(f * n)) for f in JUMP_FRACTIONS[:2] if 0 < round(f * n) < n]
+    return list(dict.fromkeys(out))
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_budget(budget: float, full_steps: int) -> None:
+    """Raise unless `budget` is a real number in (0, 1] and `full_steps` an int >= 2 that leaves a step."""
+    if not _real(budget) or not 0 < budget <= 1:
+        raise DiffSkipError(f"budget={short(budget)} is invalid; allowed: a FLOPs fraction (a float) in (0, 1] of "
+                            f"the full-step run, e.g. budget=0.35.")
+    if not isinstance(full_steps, int) or isinstance(full_steps, bool) or full_steps < 2:
+        raise DiffSkipError(f"full_steps={short(full_steps)} is invalid; allowed: an int >= 2 (the reference's "
+                            f"steps).")
+    if int(budget * full_steps) < 1:
+        raise DiffSkipError(f"budget={budget} of {full_steps} steps leaves less than one step; raise the budget.")
+
+
+def check_space(plain: bool, schedulers: Sequence[str | None], jumps: bool | None, stats: Any) -> bool:
+    """Check the search space; return whether jumps are searched (None: where the sampler or `stats` can)."""
+    if not isinstance(schedulers, (list, tuple)) or not schedulers:
+        raise DiffSkipError(f"schedulers={short(schedulers)} is invalid; allowed: a non-empty list of scheduler "
+                            f"names (None: the caller's own).")
+    if jumps is not None and not isinstance(jumps, bool):
+        raise DiffSkipError(f"jumps={short(jumps)} is invalid; allowed: True, False or None (jump where possible).")
+    if not plain:  # a Sampler: it says whether it can jump
+        return bool(jumps)
+    if list(schedulers) != [None]:
+        raise DiffSkipError(f"schedulers={short(schedulers)} needs a Sampler that can swap schedulers; a plain loop "
+                            f"run(num_steps, skip=None) tunes steps x policy x jump (schedulers=(None,)).")
+    if jumps and stats is None:
+        raise DiffSkipError("jumps=True on a plain loop needs Gaussian statistics: pass stats=GaussianStats(...) "
+                            "(diffskip.GaussianStats.from_latents / .load), or jumps=False.")
+    return stats is not None and jumps is not False

@@ -8,20 +8,21 @@ profile (per-unit skip impact, after Learning-to-Cache and RelaCtrl's relevance 
 """
 from __future__ import annotations
 
+import inspect
 import math
-import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
+from .analytic import GaussianSkip
 from .engine import hooks
 from .engine.session import session
 from .engine.stats import Stats
 from .errors import DiffSkipError, short
 from .metrics.fidelity import MAX_DB, psnr_samples
-from .search_space import candidates, live_share, skippable_units
+from .search_space import candidates, check_budget, check_space, jump_candidates, live_share, skippable_units
 
 __all__ = ["tune", "relevance", "Trial", "TuneResult", "Sampler", "search", "candidates", "pick", "paired_margin",
            "check_budget", "live_share", "skippable_units"]
@@ -36,6 +37,7 @@ class Trial:
     num_steps: int
     scheduler: str | None = None  # None: the caller's own
     skip: int = 0  # leading steps replaced by the Gaussian jump
+    conditional: bool = False  # the prompt-aware jump (mean from the model's step-0 prediction)
     flops: float | None = None  # executed denoiser FLOPs relative to the full-step run
     psnr: float | None = None
     error: str | None = None
@@ -58,7 +60,7 @@ class Trial:
 
     def label(self) -> str:
         sched = f" [{self.scheduler}]" if self.scheduler else ""
-        jump = f" +jump {self.skip}" if self.skip else ""
+        jump = f" +{'prompt-' if self.conditional else ''}jump {self.skip}" if self.skip else ""
         return f"{self.num_steps} steps {self.policy}{jump}{sched}"
 
 
@@ -74,8 +76,27 @@ class TuneResult:
     full_steps: int
     scheduler: str | None = None
     skip: int = 0
+    conditional: bool = False
     table: list[Trial] = field(default_factory=list)
     heldout: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        self._model: nn.Module | None = None  # set by `tune`: what `apply` runs on (not saved)
+        self._stats: Any = None
+
+    def trial(self) -> Trial:
+        """The pick as a Trial (policy, steps, scheduler, jump)."""
+        return Trial(self.policy, self.num_steps, self.scheduler, self.skip, self.conditional)
+
+    def apply(self, run: Loop) -> torch.Tensor:
+        """Run the pick with your loop `run(num_steps, skip=None)`: opens the session and passes the jump."""
+        if self._model is None:
+            raise DiffSkipError("this TuneResult was not made by diffskip.tune on a model in this process; apply a "
+                                "saved plan with DiffSkipPipeline.from_pretrained(..., plan=...) instead.")
+        if self.scheduler is not None:
+            raise DiffSkipError(f"the pick uses scheduler {self.scheduler!r}, which a plain loop cannot swap; use "
+                                f"the pipeline the plan was tuned with (DiffSkipPipeline, plan=...).")
+        return _as_sampler(self._model, run, "run", self._stats if self.skip else None).fn(self.trial())[0]
 
     def best_fewer_steps(self) -> Trial | None:
         """The best plain fewer-steps candidate within the budget."""
@@ -92,24 +113,8 @@ class TuneResult:
         ref = self.best_fewer_steps()
         margin = f", {self.psnr - ref.psnr:+.2f} dB over {ref.label()}" if ref else ""
         held = f"; held out: {self.heldout}" if self.heldout else ""
-        pick = Trial(self.policy, self.num_steps, self.scheduler, self.skip).label()
+        pick = self.trial().label()
         return f"{pick}: FLOPs {self.flops:.3f} of {self.full_steps} steps, PSNR {self.psnr:.2f} dB{margin}{held}"
-
-
-def _real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_budget(budget: float, full_steps: int) -> None:
-    """Raise unless `budget` is a real number in (0, 1] and `full_steps` an int >= 2 that leaves a step."""
-    if not _real(budget) or not 0 < budget <= 1:
-        raise DiffSkipError(f"budget={short(budget)} is invalid; allowed: a FLOPs fraction (a float) in (0, 1] of "
-                            f"the full-step run, e.g. budget=0.35.")
-    if not isinstance(full_steps, int) or isinstance(full_steps, bool) or full_steps < 2:
-        raise DiffSkipError(f"full_steps={short(full_steps)} is invalid; allowed: an int >= 2 (the reference's "
-                            f"steps).")
-    if int(budget * full_steps) < 1:
-        raise DiffSkipError(f"budget={budget} of {full_steps} steps leaves less than one step; raise the budget.")
 
 
 def search(measure: Callable[[Trial], Trial], trials: list[Trial], budget: float,
@@ -155,22 +160,6 @@ def pick(ok: list[Trial]) -> Trial:
     return max(plans, key=lambda t: (t.psnr, -t.flops), default=fewer)
 
 
-def jump_trials(budget: float, full: int, measured: list[Trial], sched: str | None) -> list[Trial]:
-    """Analytic jump candidates: jump 20% / 35% of n steps and run the rest plain, and a 20% jump before the
-    two best caching plans measured (cheaper than planned: the jump's steps cost nothing)."""
-    out = []
-    for frac in (0.2, 0.35):
-        n = max(2, round(budget * full / (1 - frac)))
-        k = round(frac * n)
-        if 0 < k < n and n <= full:
-            out.append(Trial("never", n, sched, k))
-    cached = sorted((t for t in measured if t.policy != "never" and t.psnr is not None and t.error is None),
-                    key=lambda t: -t.psnr)[:2]
-    out += [Trial(t.policy, t.num_steps, t.scheduler, round(0.2 * t.num_steps)) for t in cached
-            if round(0.2 * t.num_steps)]
-    return out
-
-
 @dataclass(frozen=True)
 class Sampler:
     """Runs one trial (policy, steps, scheduler, jump) and returns (output, Stats), opening its own session.
@@ -182,17 +171,34 @@ class Sampler:
     fn: Callable[[Trial], tuple[torch.Tensor, Stats]]
 
 
-def _as_sampler(model: nn.Module, run: Loop | Sampler, name: str) -> Sampler:
-    """Wrap a plain loop in a Sampler that opens the session of each trial."""
+def _takes_skip(run: Callable) -> bool:
+    try:
+        params = inspect.signature(run).parameters
+    except (TypeError, ValueError):
+        return False
+    return "skip" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _as_sampler(model: nn.Module, run: Loop | Sampler, name: str, stats: Any = None) -> Sampler:
+    """Wrap a plain loop in a Sampler that opens the session of each trial (and, with `stats`, passes skip=)."""
     if isinstance(run, Sampler):
         return run
     if not callable(run):
         raise DiffSkipError(f"{name}={short(run)} is invalid; allowed: a function run(num_steps) -> tensor (your "
                             f"sampling loop) or a diffskip.tuning.Sampler.")
+    if stats is not None and not _takes_skip(run):
+        raise DiffSkipError(f"{name}={short(run)} takes no `skip` argument, so the tuner cannot start it from a "
+                            f"Gaussian jump; allowed: run(num_steps, skip=None) calling skip.start(x, scheduler) "
+                            f"(docs/tuning.md), or tune without stats=.")
 
     def fn(t: Trial) -> tuple[torch.Tensor, Stats]:
-        with session(model, t.policy, num_steps=t.num_steps) as s:
-            out = run(t.num_steps)
+        skip = GaussianSkip(stats, t.skip, t.conditional) if t.skip else None
+        if skip is not None and stats is None:
+            raise DiffSkipError(f"trial {t.label()} jumps but no Gaussian statistics were given; pass stats=.")
+        saved = skip.saved_calls if skip else 0
+        with session(model, t.policy, num_steps=t.num_steps - saved) as s:
+            out = run(t.num_steps) if stats is None else run(t.num_steps, skip=skip)
+        s.stats.skipped_steps = saved
         return out, s.stats
     return Sampler(fn)
 
@@ -227,41 +233,48 @@ def relevance(model: nn.Module, run: Loop, num_steps: int,
     return _rank(model, sample, num_steps, reference)
 
 
-def _check_space(run: Loop | Sampler, schedulers: Sequence[str | None], jumps: bool) -> None:
-    if not isinstance(schedulers, (list, tuple)) or not schedulers:
-        raise DiffSkipError(f"schedulers={short(schedulers)} is invalid; allowed: a non-empty list of scheduler "
-                            f"names (None: the caller's own).")
-    if not isinstance(run, Sampler) and (list(schedulers) != [None] or jumps):
-        raise DiffSkipError(f"schedulers={short(schedulers)}, jumps={jumps} need a Sampler that can swap schedulers "
-                            f"and jump; a plain loop run(num_steps) tunes steps x policy (schedulers=(None,)).")
-
-
 def _heldout(res: TuneResult, sample: Sampler, full: int, peak: float | None) -> dict[str, float]:
     """Re-measure the pick and the best fewer-steps candidate on held-out inputs."""
     measure = _measurer(sample, sample.fn(Trial("never", full))[0], full, peak)
     base = res.best_fewer_steps()
-    pick_ = measure(Trial(res.policy, res.num_steps, res.scheduler, res.skip))
+    pick_ = measure(res.trial())
     fewer = measure(Trial(base.policy, base.num_steps, base.scheduler))
     return {"psnr": pick_.psnr, "fewer_steps_psnr": fewer.psnr, "margin_db": pick_.psnr - fewer.psnr}
 
 
+def _jump_trials(model: nn.Module, budget: float, full: int, table: list[Trial], rank: str | None,
+                 sched: str | None) -> list[Trial]:
+    """Jump candidates in both forms (fitted mean; prompt-aware, one step later to pay for its model call)."""
+    best = sorted((t for t in table if t.policy != "never" and t.psnr is not None and t.error is None
+                   and t.skip == 0), key=lambda t: -t.psnr)[:2]
+    out = []
+    for p, n, k in jump_candidates(budget, full, live_share(model), skippable_units(model), rank,
+                                   [(t.policy, t.num_steps) for t in best]):
+        out.append(Trial(p, n, sched, k))
+        if k + 1 < n:
+            out.append(Trial(p, n, sched, k + 1, True))
+    return out
+
+
 def tune(model: nn.Module, run: Loop | Sampler, budget: float, full_steps: int, *,
-         validate: Loop | Sampler | None = None, profile: bool = True, extra: list[tuple[str, int]] | None = None,
-         schedulers: Sequence[str | None] = (None,), jumps: bool = False, peak: float | None = None) -> TuneResult:
-    """Find the plan (policy, steps) with the best PSNR to `run(full_steps)` within `budget` of its FLOPs.
+         validate: Loop | Sampler | None = None, stats: Any = None, profile: bool = True,
+         extra: list[tuple[str, int]] | None = None, schedulers: Sequence[str | None] = (None,),
+         jumps: bool | None = None, peak: float | None = None) -> TuneResult:
+    """Find the plan (steps, policy, jump) with the best PSNR to `run(full_steps)` within `budget` of its FLOPs.
 
     `model` is an attached denoiser; `run(num_steps)` samples with your own loop (same seeds every call) and
-    returns a tensor; the tuner opens the sessions. `validate` (same signature, other seeds or prompts)
-    re-measures the pick and the best fewer-steps candidate on held-out inputs (`result.heldout`). With a
-    `Sampler` for `run`, `schedulers` and `jumps` widen the search; `peak` is the PSNR value range (default: the
-    reference's).
+    returns a tensor; the tuner opens the sessions. With `stats` (GaussianStats) the loop is called as
+    `run(num_steps, skip=...)` and the search adds analytic jumps (`skip.start(x, scheduler)` in the loop).
+    `validate` (same signature, other seeds or prompts) re-measures the pick and the best fewer-steps candidate
+    on held-out inputs (`result.heldout`). With a `Sampler` for `run`, `schedulers` and `jumps` widen the
+    search; `peak` is the PSNR value range (default: the reference's). `result.apply(run)` runs the pick.
     """
     check_budget(budget, full_steps)
-    _check_space(run, schedulers, jumps)
+    jumps = check_space(not isinstance(run, Sampler), schedulers, jumps, stats)
     h = hooks.hooked(model)  # raises unless attached
-    sample = _as_sampler(model, run, "run")
-    ref, stats = sample.fn(Trial("never", full_steps))
-    if stats.flops_fraction is None:
+    sample = _as_sampler(model, run, "run", stats)
+    ref, st = sample.fn(Trial("never", full_steps))
+    if st.flops_fraction is None:
         raise DiffSkipError("the full-step run measured no denoiser FLOPs: run() made no call on the attached model "
                             "(call the model you attached), or FLOPs counting is off.")
     residual = h.adapter.reuse == "residual"  # replayed outputs of UNet layers: no profile (see docs)
@@ -270,11 +283,12 @@ def tune(model: nn.Module, run: Loop | Sampler, budget: float, full_steps: int, 
     pairs = candidates(budget, full_steps, live_share(model), skippable_units(model), rank) + list(extra or [])
     trials = [Trial(p, n, s) for p, n in pairs for s in schedulers if p == "never" or s == schedulers[0]]
     best, table = search(measure, trials, budget)
-    if jumps:  # second stage: jumps on the best plans
-        best, table = search(measure, table + jump_trials(budget, full_steps, table, schedulers[0]), budget,
-                             done=len(table))
+    if jumps:  # second stage: jumps alone and before caching
+        best, table = search(measure, table + _jump_trials(model, budget, full_steps, table, rank, schedulers[0]),
+                             budget, done=len(table))
     res = TuneResult(best.policy, best.num_steps, best.flops, best.psnr, budget, full_steps, best.scheduler,
-                     best.skip, table)
+                     best.skip, best.conditional, table)
+    res._model, res._stats = model, stats
     if validate is not None:
-        res.heldout = _heldout(res, _as_sampler(model, validate, "validate"), full_steps, peak)
+        res.heldout = _heldout(res, _as_sampler(model, validate, "validate", stats), full_steps, peak)
     return res

@@ -168,3 +168,43 @@ def test_fit_from_samples_uses_the_pipelines_final_latents(sd):
                         guidance_scale=G, height=16, width=16, output_type="latent").images for i in (0, 2)])
     assert st.meta["source"] == "samples" and st.meta["n_samples"] == 4 and st.rank == 3
     assert torch.allclose(st.mean, lat.double().flatten(1).mean(0), atol=1e-6)
+
+
+def test_conditional_jump_reads_the_guided_step_zero_prediction_then_jumps(sd, stats):
+    from diffskip.analytic import conditional_mean
+    from diffskip.analytic.frames import to_x0
+
+    sd.scheduler = d.DDIMScheduler.from_config(sd.scheduler.config)
+    n, k = 8, 3
+    calls, handle = record_calls(sd.unet)
+    fast = diffskip.DiffSkipPipeline(sd, skip=GaussianSkip(stats, k, conditional=True))
+    out = call(fast, n)
+    handle.remove()
+    fr = frames(sd.scheduler, n)
+    assert [c[1] for c in calls] == pytest.approx([float(fr.timesteps[0])] + [float(t) for t in fr.timesteps[k:]])
+    assert fast.last_stats.skipped_steps == k - 1 and fast.last_stats.steps == n - k + 1
+    assert "step" not in sd.scheduler.__dict__ and "set_timesteps" not in sd.scheduler.__dict__
+    # independent reference: the guided prediction at step 0 -> per-sample mean -> closed-form jump -> DDIM tail
+    s = copy.deepcopy(sd.scheduler)
+    s.set_timesteps(n)
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    pos, neg = sd.encode_prompt("a red shoe", "cpu", 1, True)
+    emb = torch.cat([neg, pos])
+
+    def guided(x, t):
+        u, c = sd.unet(torch.cat([x, x]), t, encoder_hidden_states=emb).sample.chunk(2)
+        return u + G * (c - u)
+
+    with torch.no_grad():
+        src, dst = (float(fr.a[0]), float(fr.s[0])), (float(fr.a[k]), float(fr.s[k]))
+        x0 = to_x0(guided(x, s.timesteps[0]).double(), x.double(), *src, "epsilon")
+        mean = conditional_mean(stats, x0, x.double(), src)
+        x = gaussian_jump(stats, x.double(), src, dst, mean=mean).float()
+        for t in s.timesteps[k:]:
+            x = s.step(guided(x, t), t, x).prev_sample
+    assert float((out - x).abs().max()) < 1e-4 * float(x.abs().max())
+    plain = call(diffskip.DiffSkipPipeline(sd, skip=GaussianSkip(stats, k)), n)
+    assert not torch.allclose(out, plain)  # the mean it read is not the fitted one
+    with pytest.raises(ValueError, match="skip at most 7"):
+        call(diffskip.DiffSkipPipeline(sd, skip=GaussianSkip(stats, 8, conditional=True)), n)
+    fast.detach()

@@ -152,7 +152,8 @@ def test_tune_rejects_bad_budgets_and_unattached_models():
         with pytest.raises(diffskip.errors.DiffSkipError, match="budget="):
             diffskip.tune(net, _loop(net), budget=bad, full_steps=10)
     for kw in (dict(jumps=True), dict(schedulers=("own",)), dict(full_steps=True), dict(run="loop")):
-        with pytest.raises(diffskip.errors.DiffSkipError, match="need a Sampler|full_steps=True|run='loop'"):
+        with pytest.raises(diffskip.errors.DiffSkipError,
+                           match="needs a Sampler|needs Gaussian statistics|full_steps=True|run=.loop."):
             diffskip.tune(net, **{"run": _loop(net), "budget": 0.5, "full_steps": 10, **kw})
     diffskip.detach(net)
     with pytest.raises(diffskip.errors.DiffSkipError, match="not attached"):

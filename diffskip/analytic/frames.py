@@ -5,8 +5,8 @@ import copy
 
 import torch
 
-__all__ = ["UnsupportedSchedulerError", "Frames", "family", "frames", "from_x0", "prediction_type", "tail_scheduler",
-           "to_x0"]
+__all__ = ["UnsupportedSchedulerError", "Frames", "family", "frames", "frames_now", "from_x0", "prediction_type",
+           "tail_scheduler", "to_x0"]
 
 # Where a scheduler's latents live (x = a x0 + s eps):
 #   "vp"      DDPM-style alpha-bar read at the step's timestep: a = sqrt(abar_t), s = sqrt(1 - abar_t)
@@ -66,8 +66,12 @@ def _fresh(scheduler, num_inference_steps: int, **set_kwargs):
 
 def frames(scheduler, num_inference_steps: int, **set_kwargs) -> Frames:
     """Return the (a, s) latent frame of every inference step of `scheduler` at `num_inference_steps`."""
-    kind = family(scheduler)
-    sched = _fresh(scheduler, num_inference_steps, **set_kwargs)
+    return frames_now(_fresh(scheduler, num_inference_steps, **set_kwargs))
+
+
+def frames_now(sched) -> Frames:
+    """Return the (a, s) latent frame of every step of a scheduler whose `set_timesteps` already ran."""
+    kind = family(sched)
     ts = sched.timesteps.to(torch.float64)
     n = len(ts)
     if kind == "vp":

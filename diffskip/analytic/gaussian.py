@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["GaussianStats", "GaussianSkip", "StatsShapeError", "gaussian_jump", "gaussian_x0"]
+__all__ = ["GaussianStats", "GaussianSkip", "StatsShapeError", "conditional_mean", "gaussian_jump", "gaussian_x0"]
 
 
 class StatsShapeError(ValueError):
@@ -126,12 +126,28 @@ def _flat(x: torch.Tensor, stats: GaussianStats) -> torch.Tensor:
 
 
 def gaussian_jump(stats: GaussianStats, x: torch.Tensor, src: tuple[float, float],
-                  dst: tuple[float, float]) -> torch.Tensor:
-    """Solve the probability-flow ODE exactly for Gaussian data from frame src=(a, s) to dst=(a, s); float64."""
-    y = _flat(x, stats) - src[0] * stats.mean
+                  dst: tuple[float, float], mean: torch.Tensor | None = None) -> torch.Tensor:
+    """Solve the probability-flow ODE exactly for Gaussian data from frame src=(a, s) to dst=(a, s); float64.
+
+    `mean`: per-sample means (B, D) in place of the fitted one (the prompt-aware jump), same covariance."""
+    mu = stats.mean if mean is None else mean
+    y = _flat(x, stats) - src[0] * mu
     lam, rho = stats._gains(dst, src)
-    out = dst[0] * stats.mean + stats._apply(y, lam.sqrt(), rho**0.5)
+    out = dst[0] * mu + stats._apply(y, lam.sqrt(), rho**0.5)
     return out.reshape(x.shape)
+
+
+def conditional_mean(stats: GaussianStats, x0: torch.Tensor, x: torch.Tensor,
+                     frame: tuple[float, float]) -> torch.Tensor:
+    """Per-sample Gaussian means (B, D) under which the posterior mean E[x0 | x_t = x] equals the model's `x0`.
+
+    With the fitted covariance S, E[x0 | x] = m + G (x - a m), G = a S (a^2 S + s^2)^-1, so
+    m = (I - a G)^-1 (x0 - G x): the mean the prompt asked for, read off one model prediction."""
+    a, s = frame
+    g = a * stats.eigvals / (a * a * stats.eigvals + s * s)
+    g_rho = a * stats.residual / (a * a * stats.residual + s * s)
+    rhs = _flat(x0, stats) - stats._apply(_flat(x, stats), g, g_rho)
+    return stats._apply(rhs, 1 / (1 - a * g), 1 / (1 - a * g_rho))
 
 
 def gaussian_x0(stats: GaussianStats, x: torch.Tensor, frame: tuple[float, float]) -> torch.Tensor:
@@ -151,16 +167,38 @@ class GaussianSkip:
         stats: GaussianStats (or a path / pipeline folder holding `diffskip_gaussian.safetensors` + `.json`).
         steps: how many leading steps of the scheduler's schedule to replace; choose it with
             `diffskip.analytic_fit.calibrate` (explained variance of the model's prediction by the Gaussian one).
+        conditional: prompt-aware: run step 0 and take each sample's Gaussian mean from the model's (guided)
+            prediction there, so the jump keeps what the prompt asked for (costs that one model call).
     """
 
     stats: GaussianStats | str | Path
     steps: int
+    conditional: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.stats, GaussianStats):
             self.stats = GaussianStats.load(self.stats)
-        if not isinstance(self.steps, int) or self.steps < 0:
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 0:
             raise ValueError(f"GaussianSkip(steps={self.steps!r}): steps must be an int >= 0 (0 disables the jump).")
+        if not isinstance(self.conditional, bool):
+            raise ValueError(f"GaussianSkip(conditional={self.conditional!r}): allowed True (the mean from the "
+                             f"model's first prediction) or False (the fitted mean).")
+
+    @property
+    def saved_calls(self) -> int:
+        """Denoiser calls the jump saves: `steps`, less the conditional form's one call at step 0."""
+        return max(0, self.steps - 1) if self.conditional else self.steps
+
+    def start(self, x: torch.Tensor, scheduler) -> tuple[torch.Tensor, torch.Tensor]:
+        """Jump the latents `x` your loop feeds its first step over `steps` steps; return (latents, timesteps).
+
+        Call it right after `scheduler.set_timesteps(n)`; the scheduler is cut to the remaining steps (multistep
+        history starts fresh). `x` is in the scheduler's frame: the noise times `init_noise_sigma` where your
+        loop applies it (Euler). Conditional: the timesteps keep step 0, whose model call sets the mean."""
+        from .start import start
+
+        return start(self, x, scheduler)
 
     def __str__(self) -> str:
-        return f"gaussian:steps={self.steps},rank={self.stats.rank}"
+        cond = ",conditional" if self.conditional else ""
+        return f"gaussian:steps={self.steps},rank={self.stats.rank}{cond}"

@@ -10,6 +10,7 @@ import torch
 
 from .gaussian import GaussianSkip, StatsShapeError, gaussian_jump
 from .frames import frames, tail_scheduler
+from .start import check_fresh, cut_schedule, jump_on_first_step
 
 __all__ = ["skipping", "UnsupportedSkipError"]
 
@@ -64,11 +65,8 @@ def _jumped_latents(pipe: Any, skip: GaussianSkip, call: dict, denoiser: torch.n
     """Draw the initial noise as the pipeline would (user generator / latents) and jump it `skip.steps` steps."""
     from diffusers.utils.torch_utils import randn_tensor
 
+    _shape_check(pipe, skip, call, denoiser)
     shape = _latent_shape(pipe, call, denoiser)
-    if tuple(shape[1:]) != skip.stats.shape:
-        raise StatsShapeError(f"{type(pipe).__name__} draws latents {shape[1:]} for this call but the Gaussian "
-                              f"statistics were fitted on {skip.stats.shape}; fit statistics at this size "
-                              f"(`diffskip fit-gaussian`) or call with the height/width they were fitted for.")
     device, dtype = pipe._execution_device, denoiser.dtype
     noise = call.get("latents")
     if noise is None:
@@ -92,6 +90,14 @@ def _jumped_latents(pipe: Any, skip: GaussianSkip, call: dict, denoiser: torch.n
     return (x_k / float(getattr(tail, "init_noise_sigma", 1.0))).to(device=device, dtype=dtype)
 
 
+def _shape_check(pipe: Any, skip: GaussianSkip, call: dict, denoiser: torch.nn.Module) -> None:
+    shape = _latent_shape(pipe, call, denoiser)
+    if tuple(shape[1:]) != skip.stats.shape:
+        raise StatsShapeError(f"{type(pipe).__name__} draws latents {shape[1:]} for this call but the Gaussian "
+                              f"statistics were fitted on {skip.stats.shape}; fit statistics at this size "
+                              f"(`diffskip fit-gaussian`) or call with the height/width they were fitted for.")
+
+
 @contextlib.contextmanager
 def skipping(pipe: Any, skip: GaussianSkip, denoiser: torch.nn.Module, args: tuple,
              kwargs: dict) -> Iterator[dict]:
@@ -99,11 +105,15 @@ def skipping(pipe: Any, skip: GaussianSkip, denoiser: torch.nn.Module, args: tup
 
     The scheduler's own `set_timesteps` is wrapped on the instance for the duration of the call only; after it
     runs, the first `skip.steps` timesteps / sigmas are dropped (as diffusers' img2img does), which works for
-    schedulers without custom `timesteps=` support (DDIM) and keeps shifted sigmas (SD3) unshifted twice.
+    schedulers without custom `timesteps=` support (DDIM) and keeps shifted sigmas (SD3) unshifted twice. A
+    conditional skip keeps step 0 and replaces its scheduler step by the prompt-aware jump (`start.py`).
     """
     call = _bound(pipe, args, kwargs)
     kw = dict(kwargs)
-    kw["latents"] = _jumped_latents(pipe, skip, call, denoiser)
+    if skip.conditional:
+        _shape_check(pipe, skip, call, denoiser)
+    else:
+        kw["latents"] = _jumped_latents(pipe, skip, call, denoiser)
     sched = pipe.scheduler
     if skip.steps == 0:
         yield kw
@@ -113,9 +123,15 @@ def skipping(pipe: Any, skip: GaussianSkip, denoiser: torch.nn.Module, args: tup
 
     def set_timesteps(*a, **k):
         inner(*a, **k)
-        tail_scheduler(sched, skip.steps)
+        if skip.conditional:
+            fr = check_fresh(skip, sched)
+            cut_schedule(sched, skip.steps, keep_first=True)
+            jump_on_first_step(sched, skip, fr)
+        else:
+            tail_scheduler(sched, skip.steps)
 
     sched.set_timesteps = set_timesteps
+    own_step = sched.__dict__.get("step")
     try:
         yield kw
     finally:
@@ -123,3 +139,5 @@ def skipping(pipe: Any, skip: GaussianSkip, denoiser: torch.nn.Module, args: tup
             del sched.set_timesteps
         else:
             sched.set_timesteps = original
+        if sched.__dict__.get("step") is not own_step:  # a jump the call never reached
+            sched.__dict__.pop("step")
