@@ -80,12 +80,12 @@ def fd(images: torch.Tensor, features, ref: dict) -> float:
 
 
 def render(fast, full: int, prompts: list[str], seed: int, policy: str, steps: int, scheduler: str | None = None,
-           skip: int = 0, batch: int = 25) -> tuple[torch.Tensor, float]:
+           skip: int = 0, batch: int = 25, conditional: bool = False) -> tuple[torch.Tensor, float]:
     """uint8 images of `prompts` (per-prompt seeds) under one plan, and its FLOPs relative to the full run."""
     base = fast.pipe.scheduler
     use_scheduler(fast.pipe, scheduler)
     fast.policy = policy
-    fast.skip = diffskip.GaussianSkip(fast.gaussian_stats(), skip) if skip else None
+    fast.skip = diffskip.GaussianSkip(fast.gaussian_stats(), skip, conditional) if skip else None
     out, flops, calls = [], 0.0, 0
     try:
         for i in range(0, len(prompts), batch):

@@ -17,7 +17,7 @@ from .policies import FINAL, parse
 
 __all__ = ["live_share", "skippable_units", "candidates", "jump_candidates", "JUMP_FRACTIONS", "check_budget",
            "check_space"]
-JUMP_FRACTIONS = (0.2, 0.35, 0.5, 0.65)  # shares of the schedule the analytic jump replaces
+JUMP_FRACTIONS = (0.1, 0.2, 0.35, 0.5, 0.65)  # shares of the schedule the analytic jump replaces
 
 
 def live_share(model: nn.Module) -> float:
@@ -76,7 +76,7 @@ def jump_candidates(budget: float, full_steps: int, live: float, num_units: int,
         n = min(full_steps, round(left / (1 - frac)))
         if n > left:
             out.append(("never", n, n - left))
-    for frac in JUMP_FRACTIONS[:3]:
+    for frac in JUMP_FRACTIONS[1:4]:
         k = round(frac * full_steps)
         rest = full_steps - k
         b = budget * full_steps / rest  # budget per remaining step
@@ -84,7 +84,7 @@ def jump_candidates(budget: float, full_steps: int, live: float, num_units: int,
             out += [(p, full_steps, k) for p, n in candidates(b, rest, live, num_units, rank)
                     if n == rest and p != "never"]
     for p, n in best:
-        out += [(p, n, round(f * n)) for f in JUMP_FRACTIONS[:2] if 0 < round(f * n) < n]
+        out += [(p, n, round(f * n)) for f in JUMP_FRACTIONS[:3] if 0 < round(f * n) < n]
     return list(dict.fromkeys(out))
 
 

@@ -60,7 +60,7 @@ class Trial:
 
     def label(self) -> str:
         sched = f" [{self.scheduler}]" if self.scheduler else ""
-        jump = f" +{'prompt-' if self.conditional else ''}jump {self.skip}" if self.skip else ""
+        jump = f" +jump {self.skip}{' conditional' if self.conditional else ''}" if self.skip else ""
         return f"{self.num_steps} steps {self.policy}{jump}{sched}"
 
 

@@ -178,3 +178,16 @@ def test_tune_refuses_loops_that_cannot_jump_and_apply_without_a_model():
     diffskip.detach(net)
     with pytest.raises(DiffSkipError, match="not made by diffskip.tune"):
         diffskip.tuning.TuneResult("never", 4, 0.5, 30.0, 0.5, 8).apply(_toy_loop(net))
+
+
+def test_the_documented_own_loop_sample_runs_and_its_pick_fits_the_budget(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "samples" / "tune_own_loop.py"
+    spec = importlib.util.spec_from_file_location("tune_own_loop", path)
+    sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sample)
+    res = sample.main(["--steps", "8", "--budget", "0.5"])
+    assert res.flops <= 0.5 + 1e-9 and any(t.skip for t in res.table)
+    assert "pick: " in capsys.readouterr().out
