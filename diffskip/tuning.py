@@ -192,9 +192,9 @@ def _as_sampler(model: nn.Module, run: Loop | Sampler, name: str, stats: Any = N
                             f"(docs/tuning.md), or tune without stats=.")
 
     def fn(t: Trial) -> tuple[torch.Tensor, Stats]:
-        skip = GaussianSkip(stats, t.skip, t.conditional) if t.skip else None
-        if skip is not None and stats is None:
+        if t.skip and stats is None:
             raise DiffSkipError(f"trial {t.label()} jumps but no Gaussian statistics were given; pass stats=.")
+        skip = GaussianSkip(stats, t.skip, t.conditional) if t.skip else None
         saved = skip.saved_calls if skip else 0
         with session(model, t.policy, num_steps=t.num_steps - saved) as s:
             out = run(t.num_steps) if stats is None else run(t.num_steps, skip=skip)
