@@ -47,14 +47,15 @@ class PerUnit:
             s.branch.plan.observe(p if p is not None else first_tensor(out))
             return out
         c = s.call
-        decision = s.planner.for_step(s.branch.plan, c.run, c.step, s.num_steps, s.batch)[i - s.head]
+        decision = s.planner.for_step(s.branch.plan, c.run, c.step, s.num_steps, s.batch, s.uncond_rows)[i - s.head]
         self.unit_batch = first_tensor(bound.arguments).shape[0]
         if isinstance(decision, tuple) and self.unit_batch != s.batch:  # rows are frames or tokens here: a
             decision = True  # per-sample decision cannot be sliced, so every row computes (never a wrong replay)
         return self.decide(unit, call_next, bound, decision)
 
-    def compute(self, unit, call_next: Callable, bound, rows: int) -> tuple[Any, Any]:
-        """Run the unit; return (output, residual per stream or None for output reuse)."""
+    def compute(self, unit, call_next: Callable, bound, rows: int | tuple[int, ...]) -> tuple[Any, Any]:
+        """Run the unit on all `rows` of the batch (an int) or those rows (a tuple); return (output, residual per
+        stream or None for output reuse)."""
         run = lambda b: self.s.run(unit, call_next, b.args, b.kwargs, rows)  # noqa: E731
         streams: Streams | None = self.s.streams.get(unit.index)
         if streams is None:
@@ -89,7 +90,7 @@ class PerUnit:
         if decision is False:
             return full
         idx, sub = self.sub(unit, bound, decision)
-        out, res = self.compute(unit, call_next, sub, len(decision))
+        out, res = self.compute(unit, call_next, sub, decision)
         cache.store_rows(i, out if res is None else res, decision, s.step)
         return merge_rows(full, out, idx)
 
@@ -132,7 +133,7 @@ class Spans(PerUnit):
         if decision is False:
             return full
         idx, sub = self.sub(unit, bound, decision)
-        out, res = self.compute(unit, call_next, sub, len(decision))
+        out, res = self.compute(unit, call_next, sub, decision)
         self._sum(br, span, i, first, res, decision, streams)
         return merge_rows(full, out, idx)
 
@@ -208,7 +209,7 @@ class LiveReads(PerUnit):
         if decision is False:
             return full
         idx, sub = self.sub(unit, bound, decision)
-        out, _ = self.compute(unit, call_next, sub, len(decision))
+        out, _ = self.compute(unit, call_next, sub, decision)
         return merge_rows(full, out, idx)
 
 
