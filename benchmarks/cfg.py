@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 import diffskip
+from diffskip.engine import cfgdiff
 from diffskip.metrics.fidelity import mean_psnr
 from zoo.data import eval_prompts
 
@@ -41,9 +42,13 @@ def measure(name: str, prompts: list[str]) -> list[dict]:
     rows = []
     for n in STEPS:
         ref, _ = render(fast, n, prompts, 0, "never", n)
-        def row(spec: str, steps: int, kind: str) -> dict:
-            imgs, flops = render(fast, n, prompts, 0, spec, steps)
-            r = {"model": name, "full": n, "kind": kind, "policy": spec, "steps": steps,
+        def row(spec: str, steps: int, kind: str, form: str = "diff") -> dict:
+            cfgdiff.FORM = form
+            try:
+                imgs, flops = render(fast, n, prompts, 0, spec, steps)
+            finally:
+                cfgdiff.FORM = "diff"
+            r = {"model": name, "full": n, "kind": kind, "policy": spec, "steps": steps, "form": form,
                  "flops": round(flops, 4), "psnr": round(mean_psnr(imgs, ref), 2)}
             print(r, flush=True)
             return r
@@ -51,8 +56,8 @@ def measure(name: str, prompts: list[str]) -> list[dict]:
         curve = {fam: [row(s, n, "curve") for s in specs] for fam, specs in CURVES.items()}
         for spec in POLICIES:
             fam = spec.split(":")[0]
-            for cfg in (1, 2, 3):
-                r = row(spec if cfg == 1 else f"{spec}{',' if ':' in spec else ':'}cfg={cfg}", n, "cfg")
+            for cfg, form in ((1, "diff"), (2, "diff"), (3, "diff"), (2, "own"), (3, "own")):
+                r = row(spec if cfg == 1 else f"{spec}{',' if ':' in spec else ':'}cfg={cfg}", n, "cfg", form)
                 at = interp([(c["flops"], c["psnr"]) for c in curve[fam]], r["flops"])
                 few = interp([(c["flops"], c["psnr"]) for c in fewer], r["flops"])
                 r.update(vs_curve=None if at is None else round(r["psnr"] - at, 2),
@@ -64,10 +69,12 @@ def measure(name: str, prompts: list[str]) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     """The markdown table of the policy x cfg rows."""
-    head = ("| model | steps | policy | FLOPs | PSNR dB | vs same family, cfg=1, at equal FLOPs | "
-            "vs fewer steps at equal FLOPs |\n|---|---|---|---|---|---|---|\n")
+    head = ("| model | steps | policy | uncond form | FLOPs | PSNR dB | vs same family, cfg=1, at equal FLOPs | "
+            "vs fewer steps at equal FLOPs |\n|---|---|---|---|---|---|---|---|\n")
     fmt = lambda v: "n/a" if v is None else f"{v:+.2f}"  # noqa: E731
-    return head + "".join(f"| {r['model']} | {r['full']} | `{r['policy']}` | {r['flops']:.3f} | {r['psnr']:.2f} | "
+    form = lambda r: "-" if "cfg=" not in r["policy"] else r["form"]  # noqa: E731
+    return head + "".join(f"| {r['model']} | {r['full']} | `{r['policy']}` | {form(r)} | {r['flops']:.3f} | "
+                          f"{r['psnr']:.2f} | "
                           f"{fmt(r['vs_curve'])} | {fmt(r['vs_fewer'])} |\n" for r in rows if r["kind"] == "cfg")
 
 
@@ -82,7 +89,10 @@ def main() -> None:
         "the uint8 images to the full-step run (same seeds); FLOPs: executed denoiser FLOPs relative to it. "
         "`vs same family`: PSNR minus the cfg=1 curve of the same policy (interval every=2..6, threshold "
         "target=0.5..0.2) interpolated at this row's FLOPs; `vs fewer steps`: minus plain fewer steps (2..N-1) "
-        "interpolated the same way. Made by `python -m benchmarks.cfg`; all rows in bench_cfg.json.\n\n"
+        "interpolated the same way. Uncond form: `diff` = the skipped unconditional rows replay the conditional "
+        "rows' value minus the cached cond - uncond difference (FasterCache's CFG cache, Lv et al. 2024; the "
+        "default), `own` = they replay their own cache. Made by `python -m benchmarks.cfg`; all rows in "
+        "bench_cfg.json.\n\n"
         + table(rows))
 
 

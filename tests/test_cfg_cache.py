@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import diffskip
+from diffskip.engine import cfgdiff
+from diffskip.engine.cfgdiff import CfgDiff
 from diffskip.errors import PolicyError, SessionError
 from diffskip.policies import parse
 from diffskip.testing import tiny_pipeline
@@ -34,11 +36,12 @@ def two_calls(model, kind: str, steps: int = STEPS) -> tuple[torch.Tensor, torch
     """A loop calling the denoiser twice per step (conditional first, then unconditional), CFG-combined."""
     x, kw = inputs(kind, 2, 0)
     _, kw_u = inputs(kind, 2, 1)
-    outs = []
+    outs, name = [], "sample" if kind.startswith("unet") else "hidden_states"
     with torch.no_grad():
         for t in torch.linspace(999, 50, steps):
-            cond = model(sample=x, timestep=t, return_dict=False, **kw)[0]
-            unc = model(sample=x, timestep=t, return_dict=False, **kw_u)[0]
+            ts = t if kind.startswith("unet") else t.expand(2)
+            cond = model(**{name: x}, timestep=ts, return_dict=False, **kw)[0]
+            unc = model(**{name: x}, timestep=ts, return_dict=False, **kw_u)[0]
             outs.append(cond)
             x = x - 0.1 * (unc + 3.0 * (cond - unc))
     return x, torch.stack(outs)
@@ -155,3 +158,32 @@ def test_pipeline_sets_uncond_for_two_calls():
     b = fast.last_stats.per_branch()
     assert b[1]["computed"] < b[0]["computed"]
     fast.detach()
+
+
+def test_difference_cache_replays_partner_minus_difference():
+    """FasterCache's CFG cache: a skipped uncond row = its cond partner's value - (cond - uncond) cached."""
+    d = CfgDiff()
+    raw = torch.arange(4.0)[:, None].expand(4, 3)  # rows 0, 1 uncond; 2, 3 cond: difference 2 everywhere
+    d.update("k", (raw, None), (0, 1), None)
+    fresh = (torch.full((4, 3), 10.0), None)
+    out = d.patch("k", (torch.zeros(4, 3), None), fresh, (0, 1), (2, 3))  # the partners computed now
+    assert out[0][:2].eq(8.0).all() and out[0][2:].eq(0.0).all() and out[1] is None
+    out = d.patch("k", (torch.full((4, 3), 5.0), None), fresh, (0, 1), ())  # nobody computed: partners replayed
+    assert out[0][:2].eq(3.0).all()
+    d.update("k", (torch.tensor([[1.0], [0.0], [7.0], [0.0]]).expand(4, 3), None), (0, 1), (0, 2))  # pair (0, 2)
+    assert d.diff["k"][0][:, 0].tolist() == [6.0, 2.0]
+
+
+@pytest.mark.parametrize("uncond,differs", [("half", True), (1, False)])
+def test_difference_form_only_for_batched_guidance(monkeypatch, uncond, differs: bool):
+    """The difference form changes batched runs (same unit counts); the two-call form keeps its own values."""
+    model = diffskip.attach(build("pixart"))
+    outs, rows = [], []
+    for form in ("own", "diff"):
+        monkeypatch.setattr(cfgdiff, "FORM", form)
+        with diffskip.session(model, "interval:every=2,cfg=2", num_steps=STEPS, uncond=uncond) as s:
+            outs.append(denoise(model, "pixart", b=4, steps=STEPS) if uncond == "half"
+                        else two_calls(model, "pixart")[0])
+        rows.append(s.stats.to_dict()["per_branch"])
+    assert rows[0] == rows[1] and torch.isfinite(outs[1]).all()
+    assert torch.equal(outs[0], outs[1]) != differs

@@ -29,7 +29,8 @@ def check_uncond(uncond: Any) -> None:
 
 
 class Guidance:
-    """Resolve a session's `uncond=` per run and name each call's unconditional rows."""
+    """Resolve a session's `uncond=` per run and name each call's unconditional rows (step 0 included: the
+    planner computes everything there, and the difference cache starts from it)."""
 
     def __init__(self, uncond: Any):
         check_uncond(uncond)
@@ -38,14 +39,18 @@ class Guidance:
         self.calls0 = 0  # denoiser calls at step 0 of the current run
 
     def rows(self, call: CallInfo, policy: Any) -> tuple[int, ...]:
-        """Return the call's unconditional rows (none at step 0, which computes everything), or raise."""
+        """Return the call's unconditional rows, or raise when they cannot be known.
+
+        A callable is asked on each call of step 0 until it answers (a batched pipeline answers on the first
+        call, a two-call one on the second) and once more at step 1.
+        """
         if call.new_run:
             self.calls0 = 0
             if callable(self.spec):
                 self.uncond = None
         if call.step == 0:
             self.calls0 += 1
-        if callable(self.spec) and call.step >= 1 and self.uncond is None:
+        if callable(self.spec) and self.uncond is None and call.step <= 1:
             self.uncond = self.spec(call.batch, self.calls0)
             check_uncond(self.uncond)
             if callable(self.uncond):
@@ -55,7 +60,7 @@ class Guidance:
             raise PolicyError(f"{policy}: cfg={policy.cfg} needs to know which rows are the unconditional half of "
                               f"classifier-free guidance, but uncond=None; allowed: {UNCOND}. Fix: pass uncond= "
                               f"to diffskip.session() (DiffSkipPipeline sets it for diffusers pipelines) or set cfg=1.")
-        if call.step == 0:
+        if self.uncond is None:
             return ()
         if not isinstance(self.uncond, str):
             return tuple(range(call.batch)) if call.branch == self.uncond else ()

@@ -16,8 +16,9 @@ from torch.utils._pytree import tree_leaves
 
 from ..errors import PolicyError, SessionError
 from ..policies import Policy, parse
-from . import hooks
+from . import cfgdiff, hooks
 from .cache import Streams, UnitCache
+from .cfgdiff import CfgDiff
 from .chain import CallInfo, Hook
 from .clock import Clock
 from .flops import FlopMeter, signature_key
@@ -63,12 +64,13 @@ class Branch:
 
     def __init__(self, forecast: int):
         self.cache = UnitCache(forecast)
+        self.cfg = CfgDiff()  # cond - uncond per key (cfg= with the difference form)
         self.plan = PlanState()
         self.pending: dict[Any, Any] = {}  # span -> residual summed so far at this step
         self.skeletons: dict[int, Any] = {}  # unit -> shape of its output (placeholders for unread outputs)
 
     def nbytes(self) -> int:
-        return self.cache.nbytes() + self.plan.nbytes()
+        return self.cache.nbytes() + self.plan.nbytes() + self.cfg.nbytes()
 
 
 class Session:
@@ -81,6 +83,7 @@ class Session:
         _check_steps(num_steps)
         self.guidance = Guidance(uncond)
         self.uncond_rows: tuple[int, ...] = ()  # the current call's unconditional rows (only where cfg > 1)
+        self.cfg_diff = False  # replay skipped unconditional rows as cond - cached (cond - uncond) (FasterCache)
         self.hooked = h
         if self.policy.final and self.policy.reuses and num_steps is None:
             raise PolicyError(f"{self.policy}: final={self.policy.final} computes the last steps fully, so the "
@@ -145,6 +148,7 @@ class Session:
         self.branch = self.branches.setdefault(call.branch, Branch(self.policy.forecast))
         if self.policy.cfg > 1:
             self.uncond_rows = self.guidance.rows(call, self.policy)
+            self.cfg_diff = cfgdiff.FORM == "diff" and isinstance(self.guidance.uncond, str)
 
     def run(self, unit: hooks.Unit, call_next: Callable, args: tuple, kwargs: dict, rows: int | tuple) -> Any:
         """Run a unit (through the inner hooks) on all `rows` samples (an int) or on those batch rows (a tuple)."""
