@@ -187,3 +187,21 @@ def test_difference_form_only_for_batched_guidance(monkeypatch, uncond, differs:
         rows.append(s.stats.to_dict()["per_branch"])
     assert rows[0] == rows[1] and torch.isfinite(outs[1]).all()
     assert torch.equal(outs[0], outs[1]) != differs
+
+
+def test_cfg_variants_of_the_best_caching_trials():
+    """The tuner axis: cfg=2/3 copies of the two best caching trials, at their steps and at more steps."""
+    from diffskip.search_space import cfg_variants
+    from diffskip.tuning import Trial
+
+    measured = [Trial("never", 7, flops=0.35, psnr=30.0), Trial("interval:every=2", 10, flops=0.34, psnr=33.0),
+                Trial("threshold", 12, flops=0.35, psnr=34.0), Trial("uniform:speedup=2", 12, flops=0.3, psnr=20.0),
+                Trial("interval:every=3", 14, flops=None, psnr=None, error="boom")]
+    out = cfg_variants(measured, budget=0.35, full_steps=20, live=0.1)
+    specs = {(t.policy, t.num_steps) for t in out}
+    assert {p.split(",cfg=")[0].split(":cfg=")[0] for p, _ in specs} == {"threshold", "interval:every=2"}
+    assert ("interval:every=2,cfg=2", 10) in specs and ("threshold:cfg=3", 12) in specs
+    more = [n for p, n in specs if p == "interval:every=2,cfg=3"]
+    assert max(more) > 10 and max(more) <= 20  # the cheaper unconditional half buys steps
+    assert all(t.psnr is None and t.flops is None for t in out)
+    assert all(parse(p).cfg in (2, 3) for p, _ in specs)
