@@ -164,14 +164,19 @@ def test_difference_cache_replays_partner_minus_difference():
     """FasterCache's CFG cache: a skipped uncond row = its cond partner's value - (cond - uncond) cached."""
     d = CfgDiff()
     raw = torch.arange(4.0)[:, None].expand(4, 3)  # rows 0, 1 uncond; 2, 3 cond: difference 2 everywhere
-    d.update("k", (raw, None), (0, 1), None)
+    d.update("k", (raw, None), (0, 1), None, 0)
     fresh = (torch.full((4, 3), 10.0), None)
-    out = d.patch("k", (torch.zeros(4, 3), None), fresh, (0, 1), (2, 3))  # the partners computed now
+    out = d.patch("k", (torch.zeros(4, 3), None), fresh, (0, 1), (2, 3), 1)  # the partners computed now
     assert out[0][:2].eq(8.0).all() and out[0][2:].eq(0.0).all() and out[1] is None
-    out = d.patch("k", (torch.full((4, 3), 5.0), None), fresh, (0, 1), ())  # nobody computed: partners replayed
+    out = d.patch("k", (torch.full((4, 3), 5.0), None), fresh, (0, 1), (), 1)  # nobody computed: partners replayed
     assert out[0][:2].eq(3.0).all()
-    d.update("k", (torch.tensor([[1.0], [0.0], [7.0], [0.0]]).expand(4, 3), None), (0, 1), (0, 2))  # pair (0, 2)
+    d.update("k", (torch.tensor([[1.0], [0.0], [7.0], [0.0]]).expand(4, 3), None), (0, 1), (0, 2), 2)  # pair (0, 2)
     assert d.diff["k"][0][:, 0].tolist() == [6.0, 2.0]
+    taylor = CfgDiff(forecast=1)  # the difference extrapolated in the step index: 2 at step 0, 4 at step 2 -> 5
+    taylor.update("k", (raw, None), (0, 1), None, 0)
+    taylor.update("k", (raw * 2, None), (0, 1), None, 2)
+    out = taylor.patch("k", (torch.zeros(4, 3), None), fresh, (0, 1), (2, 3), 3)
+    assert out[0][0, 0].item() == 10.0 - 5.0 and out[0][1, 0].item() == 10.0 - 5.0
 
 
 @pytest.mark.parametrize("uncond,differs", [("half", True), (1, False)])

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .forecast import FORECASTERS, Forecaster
 from .tensors import first_tensor, merge_rows, nbytes, take_rows
 
 __all__ = ["CfgDiff", "pairs"]
@@ -38,13 +39,16 @@ def _minus(a: Any, b: Any) -> Any:
 
 
 class CfgDiff:
-    """One branch's cached (cond - uncond) differences per cache key, one row per unconditional row."""
+    """One branch's cached (cond - uncond) differences per cache key, one row per unconditional row; with the
+    policy's `forecast=` they are extrapolated in the step index like unit values (TaylorSeer on the difference)."""
 
-    def __init__(self) -> None:
+    def __init__(self, forecast: int = 0) -> None:
         self.diff: dict[Any, Any] = {}  # key -> (len(uncond), ...) tree: cond - uncond at their last joint compute
         self.order: tuple[int, ...] = ()  # the unconditional rows, in the order of the difference's rows
+        self.forecaster: Forecaster = FORECASTERS[forecast]()
 
-    def update(self, key: Any, raw: Any, uncond: tuple[int, ...], computed: tuple[int, ...] | None) -> None:
+    def update(self, key: Any, raw: Any, uncond: tuple[int, ...], computed: tuple[int, ...] | None,
+               step: int) -> None:
         """After `key` stored `raw` (computed rows fresh; None: every row), refresh the pairs that both computed."""
         if not uncond:
             return
@@ -58,12 +62,17 @@ class CfgDiff:
         if key not in self.diff or self.order != uncond:
             if len(both) < len(uncond):
                 return  # a partial first difference: wait for a step where every pair computes
+            self.forecaster.drop(key)
+            self.forecaster.update(key, None, fresh, step, None)
             self.diff[key], self.order = fresh, uncond
             return
-        at = torch.tensor([uncond.index(u) for u in both], device=dev)
-        self.diff[key] = merge_rows(self.diff[key], fresh, at)
+        rows = None if len(both) == len(uncond) else tuple(uncond.index(u) for u in both)
+        new = fresh if rows is None else merge_rows(self.diff[key], fresh, torch.tensor(rows, device=dev))
+        self.forecaster.update(key, self.diff[key], new, step, rows)
+        self.diff[key] = new
 
-    def patch(self, key: Any, replayed: Any, fresh: Any, uncond: tuple[int, ...], computed: tuple[int, ...]) -> Any:
+    def patch(self, key: Any, replayed: Any, fresh: Any, uncond: tuple[int, ...], computed: tuple[int, ...],
+              step: int) -> Any:
         """Return `replayed` with every skipped unconditional row set to its partner's value minus the cached
         difference; the partner's value is `fresh` where it computed (the cache's raw value), else replayed."""
         if key not in self.diff or self.order != uncond:
@@ -77,9 +86,9 @@ class CfgDiff:
         new = [u for u in rows if mate[u] in computed]
         src = replayed if not new else merge_rows(replayed, part(fresh, new), torch.tensor(
             [mate[u] for u in new], device=dev))
-        value = _minus(part(src, rows), take_rows(self.diff[key], torch.tensor([uncond.index(u) for u in rows],
-                                                                                device=dev)))
+        diff = self.forecaster.predict(key, self.diff[key], step)
+        value = _minus(part(src, rows), take_rows(diff, torch.tensor([uncond.index(u) for u in rows], device=dev)))
         return merge_rows(replayed, value, torch.tensor(rows, device=dev))
 
     def nbytes(self) -> int:
-        return nbytes(self.diff)
+        return nbytes(self.diff) + self.forecaster.nbytes()

@@ -102,14 +102,14 @@ class PerUnit:
         """After `key` stored (computed rows, None: all): refresh its cached cond - uncond (FasterCache form)."""
         s = self.s
         if s.cfg_diff:
-            s.branch.cfg.update(key, s.branch.cache.values[key], s.uncond_rows, computed)
+            s.branch.cfg.update(key, s.branch.cache.values[key], s.uncond_rows, computed, s.step)
 
     def diffed(self, key: Any, replayed: Any, computed: tuple[int, ...]) -> Any:
         """Skipped unconditional rows whose partner computed: partner's fresh value - cached difference."""
         s = self.s
         if not s.cfg_diff:
             return replayed
-        return s.branch.cfg.patch(key, replayed, s.branch.cache.values[key], s.uncond_rows, computed)
+        return s.branch.cfg.patch(key, replayed, s.branch.cache.values[key], s.uncond_rows, computed, s.step)
 
 
 class Spans(PerUnit):

@@ -64,7 +64,7 @@ class Branch:
 
     def __init__(self, forecast: int):
         self.cache = UnitCache(forecast)
-        self.cfg = CfgDiff()  # cond - uncond per key (cfg= with the difference form)
+        self.cfg = CfgDiff(forecast)  # cond - uncond per key (cfg= with the difference form)
         self.plan = PlanState()
         self.pending: dict[Any, Any] = {}  # span -> residual summed so far at this step
         self.skeletons: dict[int, Any] = {}  # unit -> shape of its output (placeholders for unread outputs)
