@@ -71,6 +71,9 @@ class DiffSkipPipeline:
         control: a control model (diffskip.control) or its folder; calls then take `control_image=` and
             `control_scale=` (docs/control.md).
 
+    `uncond` ("auto"): the unconditional rows of classifier-free guidance for policies with `cfg=` > 1, found
+    from each call (see `_uncond`), or any `diffskip.session(uncond=)` value to set them.
+
     Attribute reads and writes other than the wrapper's own go to the wrapped pipeline
     (`fast.scheduler = DPMSolverMultistepScheduler.from_config(...)` changes the pipeline's scheduler).
     """

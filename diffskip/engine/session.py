@@ -266,8 +266,9 @@ def session(model: nn.Module, policy: Policy | str, num_steps: int | Callable[[f
     group of diffusers' `enable_parallelism(ContextParallelConfig(...))` when the model has one.
 
     `uncond`: which rows or call of each step are classifier-free guidance's unconditional half, for a policy
-    with `cfg` > 1: None, 'half' (first half of a batched [uncond, cond] call), an int k (the k-th call of a
-    step), or a callable (batch, calls at step 0) -> one of those, asked at step 1 of each run.
+    with `cfg` > 1: None, 'half' (first half of a batched [uncond, cond] call), 'second-half' ([cond, uncond]),
+    an int k (the k-th call of a step), or a callable (batch, calls at step 0 so far) -> one of those, asked on
+    each call of step 0 until it answers and at step 1 (engine/guidance.py).
     """
     s = Session(hooks.hooked(model), policy, num_steps=num_steps, count_flops=count_flops, group=group,
                 uncond=uncond)
