@@ -24,7 +24,7 @@ __all__ = ["DiffSkipPipeline", "find_denoiser", "resolve_model", "read_call_defa
 DENOISERS = ("transformer", "unet")  # component names searched, in order
 # the wrapper's own attributes; writes of any other go to the wrapped pipeline
 _OWN = frozenset({"pipe", "policy", "denoiser", "denoiser_name", "count_flops", "skip", "last_stats",
-                  "call_defaults", "source", "control", "last_control", "default_steps"})
+                  "call_defaults", "source", "control", "last_control", "default_steps", "uncond"})
 
 
 def find_denoiser(pipe: Any, name: str | None = None) -> tuple[str, nn.Module]:
@@ -71,6 +71,9 @@ class DiffSkipPipeline:
         control: a control model (diffskip.control) or its folder; calls then take `control_image=` and
             `control_scale=` (docs/control.md).
 
+    `uncond` ("auto"): the unconditional rows of classifier-free guidance for policies with `cfg=` > 1, found
+    from each call (see `_uncond`), or any `diffskip.session(uncond=)` value to set them.
+
     Attribute reads and writes other than the wrapper's own go to the wrapped pipeline
     (`fast.scheduler = DPMSolverMultistepScheduler.from_config(...)` changes the pipeline's scheduler).
     """
@@ -94,6 +97,7 @@ class DiffSkipPipeline:
         self.last_stats: Stats | None = None
         self.control = resolve_control(control, self.source or "", model)
         self.last_control = None  # the last call's ControlRun (branch runs per position)
+        self.uncond: Any = "auto"  # guidance's unconditional rows for cfg= policies: "auto" or a session(uncond=)
 
     @classmethod
     def from_pretrained(cls, path: str, policy: Policy | str = "never", denoiser: str | None = None,
@@ -169,7 +173,8 @@ class DiffSkipPipeline:
         sched = getattr(self.pipe, "scheduler", None)
         steps = lambda t: _remaining_steps(sched, t)  # noqa: E731
         with control_context(self.pipe, self.denoiser, self.control, args, kwargs) as run, \
-                session(self.denoiser, self.policy, num_steps=steps, count_flops=self.count_flops) as s:
+                session(self.denoiser, self.policy, num_steps=steps, count_flops=self.count_flops,
+                        uncond=_uncond(self.pipe, args, kwargs) if self.uncond == "auto" else self.uncond) as s:
             if self.skip is None:
                 out = self.pipe(*args, **kwargs)
             else:
@@ -210,6 +215,28 @@ class DiffSkipPipeline:
         skip = f", skip={self.skip}" if self.skip is not None else ""
         return (f"DiffSkipPipeline({type(self.pipe).__name__}, policy={self.policy}, "
                 f"denoiser={self.denoiser_name}{skip})")
+
+
+def _uncond(pipe: Any, args: tuple, kwargs: dict) -> Any:
+    """Return session(uncond=) for a diffusers call: 'half' when one call per step runs twice the images the call
+    asks for (diffusers' batched [uncond, cond] guidance), 1 when two calls per step each run them (the
+    conditional pass first, then the unconditional one), else None (a cfg > 1 policy then raises).
+
+    Images = prompts (`prompt`, else `prompt_embeds` rows) x `num_images_per_prompt` / `num_videos_per_prompt`.
+    Pipelines batching [cond, uncond] (Lumina v1) need `fast.uncond = "second-half"`.
+    """
+    b = inspect.signature(pipe.__call__).bind_partial(*args, **kwargs)
+    b.apply_defaults()
+    a = b.arguments
+    prompt, embeds = a.get("prompt"), a.get("prompt_embeds")
+    n = 1 if isinstance(prompt, str) else len(prompt) if isinstance(prompt, (list, tuple)) else \
+        embeds.shape[0] if isinstance(embeds, torch.Tensor) else None
+    per = a.get("num_images_per_prompt", a.get("num_videos_per_prompt")) or 1
+    if n is None or not isinstance(per, int):
+        return None
+    images = n * per
+    return lambda batch, calls: "half" if calls == 1 and batch == 2 * images else \
+        1 if calls == 2 and batch == images else None
 
 
 def _bound(pipe: Any, args: tuple, kwargs: dict) -> dict:

@@ -7,6 +7,7 @@ A plan file is what `DiffSkipPipeline.tune(...)` / `diffskip tune` write and wha
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import numbers
@@ -176,6 +177,13 @@ def _check_options(seed: Any, schedulers: Any, jumps: Any, profile: Any) -> tupl
     return tuple(schedulers)
 
 
+def _guided(fast: Any, call: dict) -> bool:
+    """True when the pipeline's calls run classifier-free guidance (guidance_scale > 1, given or its default)."""
+    param = inspect.signature(fast.pipe.__call__).parameters.get("guidance_scale")
+    scale = call.get("guidance_scale", None if param is None else param.default)
+    return isinstance(scale, (int, float)) and scale > 1
+
+
 def tune_pipeline(fast: Any, prompts: list[str], budget: float, num_inference_steps: int | None = None,
                   heldout: list[str] | None = None, seed: int = 0, schedulers=SCHEDULERS, jumps: bool = True,
                   profile: bool = True, **call) -> TuneResult:
@@ -191,7 +199,8 @@ def tune_pipeline(fast: Any, prompts: list[str], budget: float, num_inference_st
         validate = None if heldout is None else _sampler(fast, base, heldout, seed + HELDOUT_SEED, call)
         res = tune(fast.denoiser, _sampler(fast, base, prompts, seed, call), budget, full, validate=validate,
                    profile=profile, schedulers=schedulers, peak=1.0,
-                   jumps=jumps and fast.gaussian_stats(required=False) is not None)
+                   jumps=jumps and fast.gaussian_stats(required=False) is not None,
+                   cfg=_guided(fast, call))
     if res.heldout is not None:
         res.heldout["prompts"] = len(heldout)
     return res

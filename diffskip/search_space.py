@@ -4,6 +4,7 @@ Used by `diffskip.tuning.tune`, the one search.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from typing import Any, Sequence
@@ -15,8 +16,8 @@ from .engine.session import resolve_span
 from .errors import DiffSkipError, short
 from .policies import FINAL, parse
 
-__all__ = ["live_share", "skippable_units", "candidates", "jump_candidates", "JUMP_FRACTIONS", "check_budget",
-           "check_space"]
+__all__ = ["live_share", "skippable_units", "candidates", "jump_candidates", "cfg_variants", "JUMP_FRACTIONS",
+           "check_budget", "check_space"]
 JUMP_FRACTIONS = (0.1, 0.2, 0.35, 0.5, 0.65)  # shares of the schedule the analytic jump replaces
 
 
@@ -120,3 +121,36 @@ def check_space(plain: bool, schedulers: Sequence[str | None], jumps: bool | Non
         raise DiffSkipError("jumps=True on a plain loop needs Gaussian statistics: pass stats=GaussianStats(...) "
                             "(diffskip.GaussianStats.from_latents / .load), or jumps=False.")
     return stats is not None and jumps is not False
+
+
+def _with_cfg(spec: str, cfg: int) -> str:
+    return f"{spec}{',' if ':' in spec else ':'}cfg={cfg}"
+
+
+def cfg_variants(trials: Sequence[Any], budget: float, full_steps: int, live: float, top: int = 2,
+                 cfgs: tuple[int, ...] = (2, 3)) -> list[Any]:
+    """Return unmeasured cfg=2/3 copies (CFG-aware caching) of the `top` best measured caching trials, each at
+    its own step count and at the most steps the budget allows now that the unconditional half (half the batch)
+    computes its skippable units on 1 of every cfg of the policy's steps.
+
+    `trials`: measured Trial-like dataclasses (policy, num_steps, flops, psnr, error); `live`: the FLOPs share of
+    the units that always compute (`live_share`). Only for samplers whose session knows the unconditional rows
+    (DiffSkipPipeline on a diffusers pipeline doing classifier-free guidance); elsewhere a cfg > 1 run raises.
+    """
+    cached = sorted((t for t in trials if t.policy != "never" and "cfg=" not in t.policy and t.error is None
+                     and t.psnr is not None and t.flops is not None), key=lambda t: -t.psnr)[:top]
+    out, seen = [], set()
+    for t in cached:
+        per_step = t.flops * full_steps / t.num_steps  # the trial's FLOPs per step, relative to a full step
+        for cfg in cfgs:
+            cheaper = per_step - max(0.0, per_step - live) * 0.5 * (1 - 1 / cfg)  # estimate: uncond half thinned
+            most = min(full_steps, int(budget * full_steps / cheaper + 1e-9))
+            for n in sorted({t.num_steps, most}):
+                key = (_with_cfg(t.policy, cfg), n, getattr(t, "scheduler", None), getattr(t, "skip", 0))
+                if n >= 1 and key not in seen:
+                    seen.add(key)
+                    fresh = {"policy": key[0], "num_steps": n, "flops": None, "psnr": None, "error": None,
+                             "samples": None}
+                    names = {f.name for f in dataclasses.fields(t)}
+                    out.append(dataclasses.replace(t, **{k: v for k, v in fresh.items() if k in names}))
+    return out

@@ -22,7 +22,8 @@ from .engine.session import session
 from .engine.stats import Stats
 from .errors import DiffSkipError, short
 from .metrics.fidelity import MAX_DB, psnr_samples
-from .search_space import candidates, check_budget, check_space, jump_candidates, live_share, skippable_units
+from .search_space import candidates, cfg_variants, check_budget, check_space, jump_candidates, live_share, \
+    skippable_units
 
 __all__ = ["tune", "relevance", "Trial", "TuneResult", "Sampler", "search", "candidates", "pick", "paired_margin",
            "check_budget", "live_share", "skippable_units"]
@@ -259,7 +260,7 @@ def _jump_trials(model: nn.Module, budget: float, full: int, table: list[Trial],
 def tune(model: nn.Module, run: Loop | Sampler, budget: float, full_steps: int, *,
          validate: Loop | Sampler | None = None, stats: Any = None, profile: bool = True,
          extra: list[tuple[str, int]] | None = None, schedulers: Sequence[str | None] = (None,),
-         jumps: bool | None = None, peak: float | None = None) -> TuneResult:
+         jumps: bool | None = None, cfg: bool = False, peak: float | None = None) -> TuneResult:
     """Find the plan (steps, policy, jump) with the best PSNR to `run(full_steps)` within `budget` of its FLOPs.
 
     `model` is an attached denoiser; `run(num_steps)` samples with your own loop (same seeds every call) and
@@ -267,7 +268,9 @@ def tune(model: nn.Module, run: Loop | Sampler, budget: float, full_steps: int, 
     `run(num_steps, skip=...)` and the search adds analytic jumps (`skip.start(x, scheduler)` in the loop).
     `validate` (same signature, other seeds or prompts) re-measures the pick and the best fewer-steps candidate
     on held-out inputs (`result.heldout`). With a `Sampler` for `run`, `schedulers` and `jumps` widen the
-    search; `peak` is the PSNR value range (default: the reference's). `result.apply(run)` runs the pick.
+    search; `cfg` adds CFG-aware caching variants (for samplers whose sessions know the unconditional rows: a
+    DiffSkipPipeline doing guidance); `peak` is the PSNR value range (default: the reference's).
+    `result.apply(run)` runs the pick with your loop.
     """
     check_budget(budget, full_steps)
     jumps = check_space(not isinstance(run, Sampler), schedulers, jumps, stats)
@@ -286,6 +289,9 @@ def tune(model: nn.Module, run: Loop | Sampler, budget: float, full_steps: int, 
     if jumps:  # second stage: jumps alone and before caching
         best, table = search(measure, table + _jump_trials(model, budget, full_steps, table, rank, schedulers[0]),
                              budget, done=len(table))
+    if cfg:  # third stage: the unconditional half computed less often, on the best plans
+        best, table = search(measure, table + cfg_variants(table, budget, full_steps, live_share(model)), budget,
+                             done=len(table))
     res = TuneResult(best.policy, best.num_steps, best.flops, best.psnr, budget, full_steps, best.scheduler,
                      best.skip, best.conditional, table)
     res._model, res._stats = model, stats

@@ -29,11 +29,12 @@ class FlopMeter:
         self.counter: FlopCounterMode | None = None
         self.unit_flops: dict[int, float] = {}
         self.rows: dict[int, int] = {}  # unit index -> samples it computed in this call
+        self.which: dict[int, list] = {}  # unit index -> what it ran on in this call: the batch (int) or rows
         self.key: tuple = ()
 
     def call(self, fn: Callable[[], Any], args: tuple, kwargs: dict, may_measure: bool) -> Any:
         """Run one denoiser call `fn()`; measure it when its signature is new and `may_measure` (a full pass)."""
-        self.rows = {}
+        self.rows, self.which = {}, {}
         self.key = signature_key(args, kwargs)
         if not (self.enabled and may_measure and self.key not in self.table):
             return fn()
@@ -46,10 +47,12 @@ class FlopMeter:
         self.table[self.key] = (float(counter.get_total_flops()), dict(self.unit_flops))
         return out
 
-    def run(self, unit, call_next: Callable, args: tuple, kwargs: dict, rows: int, eager: bool = False) -> Any:
-        """Run a unit on `rows` samples: through `call_next` (compiled if the user compiled it), or eager while
-        measuring or when `eager` (compiled code avoids dispatch modes)."""
-        self.rows[unit.index] = self.rows.get(unit.index, 0) + rows
+    def run(self, unit, call_next: Callable, args: tuple, kwargs: dict, rows: int | tuple,
+            eager: bool = False) -> Any:
+        """Run a unit on all `rows` samples (an int) or those batch rows (a tuple): through `call_next` (compiled
+        if the user compiled it), or eager while measuring or when `eager` (compiled code avoids dispatch modes)."""
+        self.rows[unit.index] = self.rows.get(unit.index, 0) + (rows if isinstance(rows, int) else len(rows))
+        self.which.setdefault(unit.index, []).append(rows)
         if self.counter is None:
             return unit.eager(*args, **kwargs) if eager else call_next(args, kwargs)
         before = self.counter.get_total_flops()
@@ -62,6 +65,12 @@ class FlopMeter:
         rec.computed = sum(r for i, r in self.rows.items() if i in skippable)
         rec.reused = batch * len(skippable) - rec.computed
         rec.live = sum(r for i, r in self.rows.items() if i not in skippable)
+        per_row = [0] * batch
+        for i in skippable:
+            for rows in self.which.get(i, ()):
+                for r in (range(batch) if isinstance(rows, int) else rows):
+                    per_row[r] += 1
+        rec.rows_computed = per_row
         flops = self.table.get(self.key) if self.enabled else None
         if flops is not None:
             total, per_unit = flops

@@ -18,7 +18,7 @@ import torch
 from ..errors import PolicyError, SessionError
 from ..policies import Policy, StepInfo
 
-__all__ = ["Decision", "Planner", "PlanState", "resolve_group"]
+__all__ = ["Decision", "Planner", "PlanState", "resolve_group", "thin"]
 
 Decision = Union[bool, tuple]  # True / False / the computing rows
 
@@ -47,6 +47,7 @@ class PlanState:
         self.rate_sum: torch.Tensor | None = None  # (B,) summed per-step relative change (for its running mean)
         self.rate_count = 0
         self.parts: list[torch.Tensor] = []  # (3, B) per observation not yet folded: mean |change|, |prev|, count
+        self.cfg_count: dict[tuple[int, int], int] = {}  # (unit, uncond row) -> policy computes since a full step
 
     def observe(self, p: torch.Tensor) -> None:
         """Record the per-sample relative L1 change of the probe (TeaCache / First-Block-Cache), folded per step.
@@ -100,8 +101,12 @@ class Planner:
         self.num_units = num_units
         self.group = group  # the process group whose ranks hold shards of one sample's tokens (or None)
 
-    def for_step(self, st: PlanState, run: int, step: int, num_steps: int | None, batch: int) -> list[Decision]:
-        """Return this step's decisions for a branch, deciding them on its first unit call of the step."""
+    def for_step(self, st: PlanState, run: int, step: int, num_steps: int | None, batch: int,
+                 uncond: tuple[int, ...] = ()) -> list[Decision]:
+        """Return this step's decisions for a branch, deciding them on its first unit call of the step.
+
+        `uncond`: the rows of this call that are classifier-free guidance's unconditional half (see `thin`).
+        """
         if st.plan is not None and st.plan_step == (run, step):
             return st.plan
         drift = rate = None
@@ -111,7 +116,10 @@ class Planner:
         st.plan, st.streak = self.plan(step, num_steps, batch, drift, st.streak, rate)
         st.plan_step = (run, step)
         if st.plan:
-            st.reset_drift(st.plan[0])
+            st.reset_drift(st.plan[0])  # by the policy's own plan: a thinned row's drift restarts as if computed
+        if self.policy.cfg > 1 and uncond:
+            full = step == 0 or self.policy.computes_all(step, num_steps)
+            st.plan = thin(st.plan, st.cfg_count, uncond, self.policy.cfg, batch, full)
         return st.plan
 
     def plan(self, step: int, num_steps: int | None, batch: int, drift: Sequence[float] | None,
@@ -132,6 +140,28 @@ class Planner:
             for r in (range(batch) if d is True else () if d is False else d):
                 computed[r] = True
         return plan, [0 if c else s + 1 for c, s in zip(computed, streak)]
+
+
+def thin(plan: list[Decision], count: dict[tuple[int, int], int], uncond: tuple[int, ...], every: int,
+         batch: int, full: bool) -> list[Decision]:
+    """Drop the unconditional rows from a plan except on one of every `every` of the steps it computes them.
+
+    CFG-aware caching: `count` holds, per (unit, row), the policy's computes since the last full step (step 0,
+    the final steps), which compute everything and restart it. Host-only bookkeeping: no device sync.
+    """
+    if full:
+        count.clear()
+        return plan
+    out = []
+    for u, d in enumerate(plan):
+        rows = set(range(batch) if d is True else () if d is False else d)
+        for r in uncond:
+            if r in rows:
+                count[u, r] = count.get((u, r), 0) + 1
+                if count[u, r] % every:
+                    rows.discard(r)
+        out.append(True if len(rows) == batch else False if not rows else tuple(sorted(rows)))
+    return out
 
 
 def resolve_group(model: Any, group: Any) -> Any:

@@ -47,14 +47,15 @@ class PerUnit:
             s.branch.plan.observe(p if p is not None else first_tensor(out))
             return out
         c = s.call
-        decision = s.planner.for_step(s.branch.plan, c.run, c.step, s.num_steps, s.batch)[i - s.head]
+        decision = s.planner.for_step(s.branch.plan, c.run, c.step, s.num_steps, s.batch, s.uncond_rows)[i - s.head]
         self.unit_batch = first_tensor(bound.arguments).shape[0]
         if isinstance(decision, tuple) and self.unit_batch != s.batch:  # rows are frames or tokens here: a
             decision = True  # per-sample decision cannot be sliced, so every row computes (never a wrong replay)
         return self.decide(unit, call_next, bound, decision)
 
-    def compute(self, unit, call_next: Callable, bound, rows: int) -> tuple[Any, Any]:
-        """Run the unit; return (output, residual per stream or None for output reuse)."""
+    def compute(self, unit, call_next: Callable, bound, rows: int | tuple[int, ...]) -> tuple[Any, Any]:
+        """Run the unit on all `rows` of the batch (an int) or those rows (a tuple); return (output, residual per
+        stream or None for output reuse)."""
         run = lambda b: self.s.run(unit, call_next, b.args, b.kwargs, rows)  # noqa: E731
         streams: Streams | None = self.s.streams.get(unit.index)
         if streams is None:
@@ -82,16 +83,33 @@ class PerUnit:
         if i not in cache or decision is True:
             out, res = self.compute(unit, call_next, bound, s.batch)
             cache.store(i, out if res is None else res, s.step)
+            self.note(i, None)
             return out
         streams = s.streams.get(i)
         replayed = cache.replay(i, s.step)
-        full = replayed if streams is None else streams.replay(bound, replayed)
         if decision is False:
-            return full
+            replayed = self.diffed(i, replayed, ())
+            return replayed if streams is None else streams.replay(bound, replayed)
         idx, sub = self.sub(unit, bound, decision)
-        out, res = self.compute(unit, call_next, sub, len(decision))
+        out, res = self.compute(unit, call_next, sub, decision)
         cache.store_rows(i, out if res is None else res, decision, s.step)
+        self.note(i, decision)
+        replayed = self.diffed(i, replayed, decision)
+        full = replayed if streams is None else streams.replay(bound, replayed)
         return merge_rows(full, out, idx)
+
+    def note(self, key: Any, computed: tuple[int, ...] | None) -> None:
+        """After `key` stored (computed rows, None: all): refresh its cached cond - uncond (FasterCache form)."""
+        s = self.s
+        if s.cfg_diff:
+            s.branch.cfg.update(key, s.branch.cache.values[key], s.uncond_rows, computed, s.step)
+
+    def diffed(self, key: Any, replayed: Any, computed: tuple[int, ...]) -> Any:
+        """Skipped unconditional rows whose partner computed: partner's fresh value - cached difference."""
+        s = self.s
+        if not s.cfg_diff:
+            return replayed
+        return s.branch.cfg.patch(key, replayed, s.branch.cache.values[key], s.uncond_rows, computed, s.step)
 
 
 class Spans(PerUnit):
@@ -128,12 +146,13 @@ class Spans(PerUnit):
                 self.out_ids[i] = [id(o) for o in ((out,) if streams.single else out)]
             return out
         end = i in self.ends
-        full = streams.replay(bound, br.cache.replay(span, s.step)) if end else streams.identity(bound)
+        replayed = br.cache.replay(span, s.step) if end else None
         if decision is False:
-            return full
+            return streams.replay(bound, self.diffed(span, replayed, ())) if end else streams.identity(bound)
         idx, sub = self.sub(unit, bound, decision)
-        out, res = self.compute(unit, call_next, sub, len(decision))
+        out, res = self.compute(unit, call_next, sub, decision)
         self._sum(br, span, i, first, res, decision, streams)
+        full = streams.replay(bound, self.diffed(span, replayed, decision)) if end else streams.identity(bound)
         return merge_rows(full, out, idx)
 
     def _sum(self, br, span, i: int, first: bool, res: tuple, rows, streams: Streams) -> None:
@@ -147,8 +166,10 @@ class Spans(PerUnit):
             br.pending[span] = total
         elif rows is None:
             br.cache.store(span, total, self.s.step)
+            self.note(span, None)
         else:
             br.cache.store_rows(span, total, rows, self.s.step)
+            self.note(span, rows)
 
 
     def unit_call(self, unit, call_next: Callable, args: tuple, kwargs: dict) -> Any:
@@ -208,7 +229,7 @@ class LiveReads(PerUnit):
         if decision is False:
             return full
         idx, sub = self.sub(unit, bound, decision)
-        out, _ = self.compute(unit, call_next, sub, len(decision))
+        out, _ = self.compute(unit, call_next, sub, decision)
         return merge_rows(full, out, idx)
 
 

@@ -16,11 +16,13 @@ from torch.utils._pytree import tree_leaves
 
 from ..errors import PolicyError, SessionError
 from ..policies import Policy, parse
-from . import hooks
+from . import cfgdiff, hooks
 from .cache import Streams, UnitCache
+from .cfgdiff import CfgDiff
 from .chain import CallInfo, Hook
 from .clock import Clock
 from .flops import FlopMeter, signature_key
+from .guidance import Guidance
 from .lineage import Lineage, live_reads
 from .planner import PlanState, Planner, resolve_group
 from .reuse import strategy_for
@@ -62,12 +64,13 @@ class Branch:
 
     def __init__(self, forecast: int):
         self.cache = UnitCache(forecast)
+        self.cfg = CfgDiff(forecast)  # cond - uncond per key (cfg= with the difference form)
         self.plan = PlanState()
         self.pending: dict[Any, Any] = {}  # span -> residual summed so far at this step
         self.skeletons: dict[int, Any] = {}  # unit -> shape of its output (placeholders for unread outputs)
 
     def nbytes(self) -> int:
-        return self.cache.nbytes() + self.plan.nbytes()
+        return self.cache.nbytes() + self.plan.nbytes() + self.cfg.nbytes()
 
 
 class Session:
@@ -75,9 +78,12 @@ class Session:
 
     def __init__(self, h: hooks.Hooked, policy: Policy | str,
                  num_steps: int | Callable[[float], int | None] | None = None, count_flops: bool = True,
-                 group: Any = None):
+                 group: Any = None, uncond: Any = None):
         self.policy = parse(policy)
         _check_steps(num_steps)
+        self.guidance = Guidance(uncond)
+        self.uncond_rows: tuple[int, ...] = ()  # the current call's unconditional rows (only where cfg > 1)
+        self.cfg_diff = False  # replay skipped unconditional rows as cond - cached (cond - uncond) (FasterCache)
         self.hooked = h
         if self.policy.final and self.policy.reuses and num_steps is None:
             raise PolicyError(f"{self.policy}: final={self.policy.final} computes the last steps fully, so the "
@@ -96,7 +102,7 @@ class Session:
         self.branch = Branch(self.policy.forecast)  # the current call's branch
         self.call: CallInfo | None = None
         self.batch = 0
-        self.rows: int | None = None  # samples the next unit computation runs on (for the meter)
+        self.rows: int | tuple[int, ...] | None = None  # the next unit computation's samples: all (int) or these
         self.lineage: Lineage | None = None  # active during the call that measures which outputs live code reads
         self.reads: frozenset[int] | None = None  # skippable units whose outputs live units read
         self.hooks = (_ReuseHook(self), _MeterHook(self))
@@ -140,9 +146,12 @@ class Session:
                                f"num_steps equal to the scheduler's number of steps.")
         self.call, self.batch = call, call.batch
         self.branch = self.branches.setdefault(call.branch, Branch(self.policy.forecast))
+        if self.policy.cfg > 1:
+            self.uncond_rows = self.guidance.rows(call, self.policy)
+            self.cfg_diff = cfgdiff.FORM == "diff" and isinstance(self.guidance.uncond, str)
 
-    def run(self, unit: hooks.Unit, call_next: Callable, args: tuple, kwargs: dict, rows: int) -> Any:
-        """Run a unit (through the inner hooks) on `rows` samples."""
+    def run(self, unit: hooks.Unit, call_next: Callable, args: tuple, kwargs: dict, rows: int | tuple) -> Any:
+        """Run a unit (through the inner hooks) on all `rows` samples (an int) or on those batch rows (a tuple)."""
         self.rows = rows
         return call_next(args, kwargs)
 
@@ -249,14 +258,20 @@ class _MeterHook(Hook):
 
 @contextlib.contextmanager
 def session(model: nn.Module, policy: Policy | str, num_steps: int | Callable[[float], int | None] | None = None,
-            count_flops: bool = True, group: Any = None) -> Iterator[Session]:
+            count_flops: bool = True, group: Any = None, uncond: Any = None) -> Iterator[Session]:
     """Activate a policy on an attached denoiser for the duration of the block; yields the Session.
 
     `group`: the torch.distributed process group whose ranks each hold a shard of the tokens (context
     parallelism); drift-gated decisions are then taken on the whole tensor, alike on every rank. Default: the
     group of diffusers' `enable_parallelism(ContextParallelConfig(...))` when the model has one.
+
+    `uncond`: which rows or call of each step are classifier-free guidance's unconditional half, for a policy
+    with `cfg` > 1: None, 'half' (first half of a batched [uncond, cond] call), 'second-half' ([cond, uncond]),
+    an int k (the k-th call of a step), or a callable (batch, calls at step 0 so far) -> one of those, asked on
+    each call of step 0 until it answers and at step 1 (engine/guidance.py).
     """
-    s = Session(hooks.hooked(model), policy, num_steps=num_steps, count_flops=count_flops, group=group)
+    s = Session(hooks.hooked(model), policy, num_steps=num_steps, count_flops=count_flops, group=group,
+                uncond=uncond)
     with hooks.activate(model, s):
         try:
             yield s

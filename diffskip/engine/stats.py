@@ -16,6 +16,7 @@ class CallRecord:
     live: int = 0  # head/tail unit evaluations (always run)
     flops_run: float | None = None  # measured FLOPs executed in this call
     flops_full: float | None = None  # measured FLOPs of the same call with every unit computed
+    rows_computed: list[int] | None = None  # per batch row: skippable unit evaluations that ran
 
 
 @dataclass
@@ -70,6 +71,14 @@ class Stats:
             d = out.setdefault(c.branch, {"computed": 0, "reused": 0})
             d["computed"] += c.computed
             d["reused"] += c.reused
+        return out
+
+    def per_row(self, branch: int = 0) -> list[int]:
+        """Skippable unit evaluations that ran per batch row of a guidance branch, summed over the run."""
+        out: list[int] = []
+        for c in self.calls:
+            if c.branch == branch and c.rows_computed is not None:
+                out = [a + b for a, b in zip(out, c.rows_computed)] if out else list(c.rows_computed)
         return out
 
     def to_dict(self) -> dict:

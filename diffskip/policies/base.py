@@ -11,7 +11,7 @@ from ..errors import PolicyError, short
 __all__ = ["Policy", "StepInfo", "POLICIES", "register_policy", "PolicyError", "SHARED", "FINAL", "FORECAST"]
 
 POLICIES: dict[str, type[Policy]] = {}
-SHARED = ("head", "tail", "forecast", "final")  # fields every policy has
+SHARED = ("head", "tail", "forecast", "final", "cfg")  # fields every policy has
 FINAL = 1  # default final= (measured: docs/policies.md, "Final steps")
 FORECAST = 1  # default forecast= (measured: docs/policies.md, "Defaults")
 MAX_SPEC = 1000  # characters; a longer spec is refused before parsing
@@ -82,6 +82,11 @@ class Policy:
 
     `final` last steps compute every unit whatever the policy says: a replayed last step leaves visible noise
     (8.6-11.4 dB lost on a held-out model, issue #12). It needs the run's step count.
+
+    `cfg=N` (CFG-aware caching): the unconditional rows or call of classifier-free guidance compute their
+    skippable units on one of every N of the steps where the policy computes them, replaying their own cache
+    otherwise; step 0 and the `final` steps compute everything. The session must know which rows are
+    unconditional (`diffskip.session(..., uncond=...)`; DiffSkipPipeline sets it).
     """
 
     name: ClassVar[str] = "policy"
@@ -95,6 +100,8 @@ class Policy:
                           "1: extrapolate it from its last two computes (first-order Taylor, TaylorSeer); "
                           "2: from its last three (second order)")
     final: int = _knob(FINAL, 0, 10000, "last steps that always compute every unit (needs the step count)")
+    cfg: int = _knob(1, 1, 100, "the unconditional half of classifier-free guidance computes its skippable units "
+                     "on one of every N of the steps where the policy computes them (1: off)")
 
     def __post_init__(self) -> None:
         for f in ("head", "tail"):
@@ -104,6 +111,10 @@ class Policy:
                "0 (reuse as is), 1 (first-order Taylor forecast, TaylorSeer) or 2 (second order)")
         _check(isinstance(self.final, int) and not isinstance(self.final, bool) and self.final >= 0, self.name,
                "final", self.final, "an int >= 0 (last steps that compute fully)")
+        _check(isinstance(self.cfg, int) and not isinstance(self.cfg, bool) and self.cfg >= 1 and
+               (self.cfg == 1 or self.reuses), self.name, "cfg", self.cfg,
+               "an int >= 1 (1: off); > 1 needs a policy that caches (interval:every=1,cfg=N thins only the "
+               "unconditional half)")
         self.check()
         _in_range(self)
 
