@@ -11,7 +11,7 @@ from ..errors import PolicyError, short
 __all__ = ["Policy", "StepInfo", "POLICIES", "register_policy", "PolicyError", "SHARED", "FINAL", "FORECAST"]
 
 POLICIES: dict[str, type[Policy]] = {}
-SHARED = ("head", "tail", "forecast", "final")  # fields every policy has
+SHARED = ("head", "tail", "forecast", "final", "tokens")  # fields every policy has
 FINAL = 1  # default final= (measured: docs/policies.md, "Final steps")
 FORECAST = 1  # default forecast= (measured: docs/policies.md, "Defaults")
 MAX_SPEC = 1000  # characters; a longer spec is refused before parsing
@@ -82,6 +82,10 @@ class Policy:
 
     `final` last steps compute every unit whatever the policy says: a replayed last step leaves visible noise
     (8.6-11.4 dB lost on a held-out model, issue #12). It needs the run's step count.
+
+    `tokens` > 0: in a step where a DiT block (or span of blocks) would replay, recompute that fraction of its
+    tokens, those whose input changed most since they last computed, and replay the rest (token-wise caching
+    after ToCa, Zou et al. 2024); see docs/policies.md, "Token-level partial compute".
     """
 
     name: ClassVar[str] = "policy"
@@ -95,6 +99,8 @@ class Policy:
                           "1: extrapolate it from its last two computes (first-order Taylor, TaylorSeer); "
                           "2: from its last three (second order)")
     final: int = _knob(FINAL, 0, 10000, "last steps that always compute every unit (needs the step count)")
+    tokens: float = _knob(0.0, 0.0, 1.0, "fraction of tokens recomputed in a step where a block would replay; "
+                          "0: plain replay, 1.0: every token computes (equal to computing the block)")
 
     def __post_init__(self) -> None:
         for f in ("head", "tail"):
