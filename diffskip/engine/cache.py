@@ -37,7 +37,8 @@ class UnitCache:
             if rows is None:
                 del self.offsets[key]
             else:
-                self.offsets[key] = self.offsets[key].index_fill(0, torch.tensor(rows, device=first_tensor(value).device), 0)
+                idx = torch.tensor(rows, device=first_tensor(value).device)
+                self.offsets[key] = self.offsets[key].index_fill(0, idx, 0)
 
     def store_rows(self, key: Any, fresh: Any, rows: tuple[int, ...], step: int) -> None:
         """Cache the computed `rows` of `key` (`fresh` holds just those rows) over its previous raw value."""
