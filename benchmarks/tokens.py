@@ -58,13 +58,19 @@ def measure(fast, prompts: list[str], steps: int) -> dict:
         fewer[k] = {"flops": round(flops, 4), "psnr": round(mean_psnr(imgs, ref), 2)}
         if flops > 0.8:
             break
+    return margins({"rows": rows, "fewer_steps": fewer})
+
+
+def margins(res: dict) -> dict:
+    """Add each row's PSNR margin over fewer steps and (token-partial rows) over plain replay at its FLOPs."""
+    rows = res["rows"]
     plain = [(r["flops"], r["psnr"]) for s, r in rows.items() if "tokens" not in s]
-    steps_curve = [(r["flops"], r["psnr"]) for r in fewer.values()]
-    for r in rows.values():
+    steps_curve = [(r["flops"], r["psnr"]) for r in res["fewer_steps"].values()]
+    for spec, r in rows.items():
         for name, curve in (("vs_plain_db", plain), ("vs_fewer_steps_db", steps_curve)):
-            at = interp(curve, r["flops"])
+            at = interp(curve, r["flops"]) if "tokens" in spec or name != "vs_plain_db" else None
             r[name] = None if at is None else round(r["psnr"] - at, 2)
-    return {"rows": rows, "fewer_steps": fewer}
+    return res
 
 
 def table(steps: int, res: dict) -> list[str]:
@@ -84,16 +90,33 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, nargs="+", default=[20, 50])
     p.add_argument("--out", type=Path, default=Path("docs/bench_tokens"))
+    p.add_argument("--report", action="store_true", help="only rewrite the tables from the .json of a run")
     a = p.parse_args(argv)
+    if a.report:
+        results = json.loads(a.out.with_suffix(".json").read_text())
+        results["by_steps"] = {s: margins(r) for s, r in results["by_steps"].items()}
+    else:
+        results = run(a.steps)
+    a.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    write_md(results, a.out.with_suffix(".md"))
+
+
+def run(steps: list[int]) -> dict:
+    """Measure every step count on the embedded fashion-pixart pipeline."""
     torch.set_num_threads(1)
     fast = diffskip.DiffSkipPipeline.from_pretrained("fashion-pixart")
     fast.set_progress_bar_config(disable=True)
     prompts = eval_prompts(1)[0]  # 10 held-out prompts, one per class
     t0 = time.time()
     results = {"model": "fashion-pixart", "prompts": prompts, "seeds": "prompt i: seed i", "psnr": "uint8, to the "
-               "full-step run", "by_steps": {str(s): measure(fast, prompts, s) for s in a.steps}}
+               "full-step run", "by_steps": {str(s): measure(fast, prompts, s) for s in steps}}
     results["wall_s"] = round(time.time() - t0, 1)
-    a.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def write_md(results: dict, path: Path) -> None:
+    """Write the markdown report."""
+    prompts = results["prompts"]
     md = ["# Token-level partial compute on fashion-pixart", "",
           f"`python -m benchmarks.tokens` ({len(prompts)} held-out prompts, seed i for prompt i, CFG 4.5 default, "
           f"CPU float32, {results['wall_s']} s). PSNR of uint8 images to the full-step run from the same seeds; "
@@ -102,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
           f"interpolated linearly along their measured curves (empty: outside the curve).", ""]
     for s, res in results["by_steps"].items():
         md += table(int(s), res)
-    a.out.with_suffix(".md").write_text("\n".join(md))
+    path.write_text("\n".join(md))
 
 
 if __name__ == "__main__":
