@@ -118,3 +118,12 @@ def test_per_token_argument_refused():
             with diffskip.session(m, "interval:every=2,tokens=0.5,final=0", num_steps=4), torch.no_grad():
                 for t in (900.0, 600.0, 300.0):
                     x = m(x, torch.tensor([t, t]))
+
+
+def test_grid_convolution_refused():
+    """Sana's blocks reshape their tokens to the latent grid (a convolution in the feed-forward): refused."""
+    m = build("sana")
+    diffskip.attach(m)
+    with pytest.raises(SessionError, match="failed on 32 of 64 tokens.*interact only through attention"):
+        with diffskip.session(m, "interval:every=2,tokens=0.5", num_steps=6):
+            denoise(m, "sana", steps=6)
