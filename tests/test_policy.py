@@ -50,7 +50,8 @@ def test_threshold_per_sample_and_max_streak():
     ("interval:every=0", r"every=0 is invalid; allowed: an int >= 1"),
     ("interval:every=x", r"every='x' is not a valid int"),
     ("interval:evry=2",
-     r"bad option 'evry=2'; allowed keys: \['cfg', 'end', 'every', 'final', 'forecast', 'head', 'start', 'tail'\]"),
+     r"bad option 'evry=2'; allowed keys: \['cfg', 'end', 'every', 'final', 'forecast', 'head', 'start', 'tail', "
+     r"'tokens'\]"),
     ("fastest",
      r"unknown policy 'fastest'; allowed: \['interval', 'mask', 'never', 'profile', 'threshold', 'uniform'\]"),
     ("uniform:speedup=0.5", r"speedup=0.5 is invalid; allowed: a number >= 1.0"),

@@ -208,7 +208,7 @@ def test_comfy_node_refuses_head_beyond_the_models_units_at_apply():
     node = dc.NODE_CLASS_MAPPINGS["DiffSkipInterval"]()
     with pytest.raises(PolicyError, match="head=64 \\+ tail=0 exceeds the"):
         node.apply(fc.patcher("unet"), every=2, start=0, end=-1, head=64, tail=-1, forecast=0, final=1,
-                   cfg=1)
+                   cfg=1, tokens=0.0)
 
 
 def test_stats_report_cache_bytes():

@@ -20,6 +20,7 @@ class UnitCache:
     def __init__(self, forecast: int = 0):
         self.values: dict[Any, Any] = {}
         self.forecaster: Forecaster = FORECASTERS[forecast]()
+        self.offsets: dict[Any, torch.Tensor] = {}  # key -> (B, N, D) fresh-minus-forecast at recomputed tokens
 
     def __contains__(self, key: Any) -> bool:
         return key in self.values
@@ -32,6 +33,12 @@ class UnitCache:
         must then be the previous raw value)."""
         self.forecaster.update(key, self.values.get(key), value, step, rows)
         self.values[key] = value
+        if key in self.offsets:  # a compute supersedes the tokens recomputed since the last one
+            if rows is None:
+                del self.offsets[key]
+            else:
+                idx = torch.tensor(rows, device=first_tensor(value).device)
+                self.offsets[key] = self.offsets[key].index_fill(0, idx, 0)
 
     def store_rows(self, key: Any, fresh: Any, rows: tuple[int, ...], step: int) -> None:
         """Cache the computed `rows` of `key` (`fresh` holds just those rows) over its previous raw value."""
@@ -40,15 +47,31 @@ class UnitCache:
 
     def replay(self, key: Any, step: int) -> Any:
         """Return `key`'s value for `step`: as cached, or forecast."""
-        return self.forecaster.predict(key, self.values[key], step)
+        value = self.forecaster.predict(key, self.values[key], step)
+        off = self.offsets.get(key)
+        return value if off is None else (value[0] + off, *value[1:])
+
+    def patch_tokens(self, key: Any, idx: torch.Tensor, fresh: torch.Tensor, step: int) -> None:
+        """Make the replayed residual of a one-stream `key` equal `fresh` (B, k, D) at tokens `idx` (B, k) at
+        `step`; later steps replay fresh plus the forecast's change since `step` there (a compute resets it)."""
+        forecast = self.forecaster.predict(key, self.values[key], step)[0]  # (B, N, D)
+        at = idx.unsqueeze(-1).expand(-1, -1, forecast.shape[-1])
+        off = self.offsets.get(key)
+        base = torch.zeros_like(forecast) if off is None else off
+        self.offsets[key] = base.scatter(1, at, fresh.to(forecast.dtype) - forecast.gather(1, at))
+
+    def keep(self, key: Any, value: Any) -> None:
+        """Hold a side value for `key` that is never forecast (a span's inputs, for token selection)."""
+        self.values[key] = value
 
     def drop(self, key: Any) -> None:
         self.values.pop(key, None)
+        self.offsets.pop(key, None)
         self.forecaster.drop(key)
 
     def nbytes(self) -> int:
-        """Return the bytes this branch holds (values and forecast state)."""
-        return nbytes(self.values) + self.forecaster.nbytes()
+        """Return the bytes this branch holds (values, token offsets and forecast state)."""
+        return nbytes(self.values) + nbytes(self.offsets) + self.forecaster.nbytes()
 
 
 class Streams:

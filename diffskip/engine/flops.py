@@ -30,11 +30,12 @@ class FlopMeter:
         self.unit_flops: dict[int, float] = {}
         self.rows: dict[int, int] = {}  # unit index -> samples it computed in this call
         self.which: dict[int, list] = {}  # unit index -> what it ran on in this call: the batch (int) or rows
+        self.saved: dict[int, float] = {}  # unit index -> samples' worth of its FLOPs that token-partial runs saved
         self.key: tuple = ()
 
     def call(self, fn: Callable[[], Any], args: tuple, kwargs: dict, may_measure: bool) -> Any:
         """Run one denoiser call `fn()`; measure it when its signature is new and `may_measure` (a full pass)."""
-        self.rows, self.which = {}, {}
+        self.rows, self.which, self.saved = {}, {}, {}
         self.key = signature_key(args, kwargs)
         if not (self.enabled and may_measure and self.key not in self.table):
             return fn()
@@ -60,6 +61,11 @@ class FlopMeter:
         self.unit_flops[unit.index] = self.unit_flops.get(unit.index, 0.0) + self.counter.get_total_flops() - before
         return out
 
+    def discount(self, unit: int, rows: int, fraction: float) -> None:
+        """Count a unit run on `rows` samples that computed only `fraction` of their tokens at that fraction of
+        its FLOPs (linear in tokens; attention among fewer tokens costs less, so this over-counts)."""
+        self.saved[unit] = self.saved.get(unit, 0.0) + rows * (1.0 - fraction)
+
     def account(self, rec: CallRecord, batch: int, skippable: range) -> None:
         """Fill a call record: unit evaluations computed / reused / live, and FLOPs executed vs full."""
         rec.computed = sum(r for i, r in self.rows.items() if i in skippable)
@@ -76,4 +82,4 @@ class FlopMeter:
             total, per_unit = flops
             rec.flops_full = total
             rec.flops_run = total - sum(per_unit.values()) + sum(
-                per_unit.get(i, 0.0) * r / batch for i, r in self.rows.items())
+                per_unit.get(i, 0.0) * (r - self.saved.get(i, 0.0)) / batch for i, r in self.rows.items())

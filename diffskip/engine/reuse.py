@@ -19,6 +19,7 @@ from torch.utils._pytree import tree_leaves
 from ..errors import SessionError
 from .cache import SHAPE_CHANGED, Streams, add, stream
 from .tensors import first_tensor, merge_rows, placeholder, skeleton, slice_rows
+from .tokens import Tokens
 
 __all__ = ["strategy_for"]
 
@@ -30,6 +31,7 @@ class PerUnit:
 
     def __init__(self, session):
         self.s = session
+        self.tokens = Tokens(session)  # token-level partial compute of replaying units (policy tokens= > 0)
 
     def prune(self) -> None:
         """Nothing to drop: every unit's value may be replayed."""
@@ -81,15 +83,19 @@ class PerUnit:
         s, i, cache = self.s, unit.index, self.s.branch.cache
         self.check_batch(i, i)
         if i not in cache or decision is True:
+            self.remember(i, i, bound, None)
             out, res = self.compute(unit, call_next, bound, s.batch)
             cache.store(i, out if res is None else res, s.step)
             self.note(i, None)
             return out
+        if decision is False and self.tokens.on:
+            return self.tokens.partial(unit, call_next, bound, i, True, True)
         streams = s.streams.get(i)
         replayed = cache.replay(i, s.step)
         if decision is False:
             replayed = self.diffed(i, replayed, ())
             return replayed if streams is None else streams.replay(bound, replayed)
+        self.remember(i, i, bound, decision)
         idx, sub = self.sub(unit, bound, decision)
         out, res = self.compute(unit, call_next, sub, decision)
         cache.store_rows(i, out if res is None else res, decision, s.step)
@@ -110,6 +116,11 @@ class PerUnit:
         if not s.cfg_diff:
             return replayed
         return s.branch.cfg.patch(key, replayed, s.branch.cache.values[key], s.uncond_rows, computed, s.step)
+
+    def remember(self, i: int, key: Any, bound, rows: tuple[int, ...] | None) -> None:
+        """With tokens > 0: keep the input of a span (or unit) `key` that computes at unit i, for token selection."""
+        if self.tokens.on:
+            self.tokens.reset(key, stream(bound, self.s.streams[i].names[0]), rows)
 
 
 class Spans(PerUnit):
@@ -140,15 +151,21 @@ class Spans(PerUnit):
         self.check_batch(i, span)
         first = i == self.start[i]
         if span not in br.cache or decision is True:
+            if first:
+                self.remember(i, span, bound, None)
             out, res = self.compute(unit, call_next, bound, s.batch)
             self._sum(br, span, i, first, res, None, streams)
             if s.call is self.first_call:
                 self.out_ids[i] = [id(o) for o in ((out,) if streams.single else out)]
             return out
         end = i in self.ends
+        if decision is False and self.tokens.on:
+            return self.tokens.partial(unit, call_next, bound, span, first, end)
         replayed = br.cache.replay(span, s.step) if end else None
         if decision is False:
             return streams.replay(bound, self.diffed(span, replayed, ())) if end else streams.identity(bound)
+        if first:
+            self.remember(i, span, bound, decision)
         idx, sub = self.sub(unit, bound, decision)
         out, res = self.compute(unit, call_next, sub, decision)
         self._sum(br, span, i, first, res, decision, streams)

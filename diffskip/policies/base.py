@@ -11,7 +11,7 @@ from ..errors import PolicyError, short
 __all__ = ["Policy", "StepInfo", "POLICIES", "register_policy", "PolicyError", "SHARED", "FINAL", "FORECAST"]
 
 POLICIES: dict[str, type[Policy]] = {}
-SHARED = ("head", "tail", "forecast", "final", "cfg")  # fields every policy has
+SHARED = ("head", "tail", "forecast", "final", "cfg", "tokens")  # fields every policy has
 FINAL = 1  # default final= (measured: docs/policies.md, "Final steps")
 FORECAST = 1  # default forecast= (measured: docs/policies.md, "Defaults")
 MAX_SPEC = 1000  # characters; a longer spec is refused before parsing
@@ -87,6 +87,9 @@ class Policy:
     skippable units on one of every N of the steps where the policy computes them, replaying their own cache
     otherwise; step 0 and the `final` steps compute everything. The session must know which rows are
     unconditional (`diffskip.session(..., uncond=...)`; DiffSkipPipeline sets it).
+    `tokens` > 0: in a step where a DiT block (or span of blocks) would replay, recompute that fraction of its
+    tokens, those whose input changed most since they last computed, and replay the rest (token-wise caching
+    after ToCa, Zou et al. 2024); see docs/policies.md, "Token-level partial compute".
     """
 
     name: ClassVar[str] = "policy"
@@ -102,6 +105,8 @@ class Policy:
     final: int = _knob(FINAL, 0, 10000, "last steps that always compute every unit (needs the step count)")
     cfg: int = _knob(1, 1, 100, "the unconditional half of classifier-free guidance computes its skippable units "
                      "on one of every N of the steps where the policy computes them (1: off)")
+    tokens: float = _knob(0.0, 0.0, 1.0, "fraction of tokens recomputed in a step where a block would replay; "
+                          "0: plain replay, 1.0: every token computes (equal to computing the block)")
 
     def __post_init__(self) -> None:
         for f in ("head", "tail"):
@@ -115,6 +120,8 @@ class Policy:
                (self.cfg == 1 or self.reuses), self.name, "cfg", self.cfg,
                "an int >= 1 (1: off); > 1 needs a policy that caches (interval:every=1,cfg=N thins only the "
                "unconditional half)")
+        _check(self.cfg == 1 or not self.tokens, self.name, "tokens", self.tokens,
+               "0 with cfg > 1 (token-level recompute does not compose with the CFG difference cache yet)")
         self.check()
         _in_range(self)
 
