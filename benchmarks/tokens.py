@@ -19,6 +19,8 @@ import diffskip
 from diffskip.metrics.fidelity import mean_psnr
 from zoo.data import eval_prompts, to_uint8
 
+from .cfg import interp
+
 EVERY = (2, 3, 4)
 TOKENS = (0.0, 0.1, 0.25, 0.5)
 PLAIN_EVERY = (2, 3, 4, 5, 6, 8)  # plain replay (tokens=0): its PSNR-FLOPs frontier
@@ -30,15 +32,6 @@ def render(fast, prompts: list[str], policy: str, steps: int, full: int) -> tupl
     gens = [torch.Generator().manual_seed(i) for i in range(len(prompts))]
     res = fast(prompts, num_inference_steps=steps, generator=gens, output_type="pt")
     return to_uint8(res.images * 2 - 1), fast.last_stats.relative_to(full)
-
-
-def interp(points: list[tuple[float, float]], x: float) -> float | None:
-    """PSNR at FLOPs x on a measured (flops, psnr) curve (linear between neighbours; None outside it)."""
-    pts = sorted(points)
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-        if x0 <= x <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return None
 
 
 def measure(fast, prompts: list[str], steps: int) -> dict:
