@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, \
-    FlowMatchEulerDiscreteScheduler
+    FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
 import diffskip
 from diffskip.analytic import GaussianSkip, GaussianStats, conditional_mean, gaussian_jump, gaussian_x0
@@ -29,6 +29,8 @@ SCHEDULERS = {
     "dpm++": lambda: DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2),
     "euler": lambda: EulerDiscreteScheduler(),
     "flow": lambda: FlowMatchEulerDiscreteScheduler(),
+    "flow-shifted": lambda: FlowMatchEulerDiscreteScheduler(shift=3.0),
+    "unipc": lambda: UniPCMultistepScheduler(),
 }
 
 
@@ -104,7 +106,7 @@ def test_conditional_mean_recovers_the_mean_behind_a_gaussian_prediction():
         assert torch.allclose(conditional_mean(stats, x0, x, frame), shifted, atol=1e-8)
 
 
-@pytest.mark.parametrize("name", ["ddim", "dpm++", "flow"])
+@pytest.mark.parametrize("name", ["ddim", "dpm++", "euler", "flow", "unipc"])
 def test_conditional_jump_runs_step_zero_then_jumps_with_the_mean_it_read(name):
     stats = _stats()
     sched = SCHEDULERS[name]()
