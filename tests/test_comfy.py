@@ -248,3 +248,13 @@ def test_docs_name_exactly_the_nodes_that_exist():
     assert table == _nodes_table(), "replace the table in docs/comfyui.md with:\n" + _nodes_table()
     stems = {name.split(" (")[0] for name in dc.NODE_DISPLAY_NAME_MAPPINGS.values()}
     assert set(re.findall(r"DiffSkip [A-Z][A-Za-z]+", text)) == stems  # no node named in prose that does not exist
+
+
+def test_cfg_above_one_refuses_in_comfyui_in_one_line_and_cfg_one_runs():
+    p = fc.patcher("unet")
+    base = fc.sample(p)
+    assert torch.equal(fc.sample(_node("DiffSkipInterval", p, every=2, cfg=1)), fc.sample(_node("DiffSkipInterval", p,
+                                                                                               every=2)))
+    assert not torch.equal(fc.sample(_node("DiffSkipInterval", p, every=2, cfg=1)), base)
+    with pytest.raises(diffskip.errors.PolicyError, match=r"cfg=2 needs to know which rows are the unconditional"):
+        fc.sample(_node("DiffSkipInterval", p, every=2, cfg=2))
