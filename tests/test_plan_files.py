@@ -25,6 +25,8 @@ def _tiny_sd(seed: int = 0):
                                             '"skip": false}', "skip=False"),
                                            ('{"format": "diffskip-plan/1", "num_steps": 4}', "policy=None"),
                                            ('{"format": "diffskip-plan/1", "policy": "never", "num_steps": 4, '
+                                            '"skip": 2, "conditional": "yes"}', "conditional='yes' is invalid"),
+                                           ('{"format": "diffskip-plan/1", "policy": "never", "num_steps": 4, '
                                             '"denoiser": {"shapes": "ab", "values": [NaN]}}', "denoiser=")])
 def test_bad_plan_files_fail_with_the_reason(tmp_path, content, match):
     p = tmp_path / "p.json"
@@ -91,3 +93,19 @@ def test_the_fingerprint_survives_compile_wrapping_and_float8_storage(tmp_path):
     assert fingerprint(cast.denoiser)["values"] != fingerprint(fast.denoiser)["values"]
     cast.apply_plan(plan)  # within float8's rounding step
     assert str(cast.policy) == "interval:every=2"
+
+
+def test_a_plan_with_a_conditional_jump_applies_it(tmp_path):
+    from diffskip.analytic import GaussianStats
+
+    fast = _tiny_sd()
+    stats = GaussianStats.from_latents(torch.randn(40, 4, 8, 8, generator=torch.Generator().manual_seed(0)), 8)
+    stats.save(tmp_path / "diffskip_gaussian")  # the model folder's statistics, as from_pretrained finds them
+    fast.source = str(tmp_path)
+    res = TuneResult("never", 6, 0.5, 30.0, 0.5, 8, skip=3, conditional=True)
+    path = save_plan(res, tmp_path / "plan.json", fast.denoiser, model="tiny-sd")
+    assert load_plan(path)["conditional"] is True
+    fast.apply_plan(path)
+    assert fast.skip.conditional and fast.skip.steps == 3 and fast.skip.saved_calls == 2
+    fast(["a cat"], height=16, width=16, generator=[torch.Generator().manual_seed(0)], output_type="latent")
+    assert fast.last_stats.steps == 4 and fast.last_stats.skipped_steps == 2  # step 0, then steps 3..5
