@@ -250,11 +250,26 @@ def test_docs_name_exactly_the_nodes_that_exist():
     assert set(re.findall(r"DiffSkip [A-Z][A-Za-z]+", text)) == stems  # no node named in prose that does not exist
 
 
-def test_cfg_above_one_refuses_in_comfyui_in_one_line_and_cfg_one_runs():
-    p = fc.patcher("unet")
-    base = fc.sample(p)
-    assert torch.equal(fc.sample(_node("DiffSkipInterval", p, every=2, cfg=1)), fc.sample(_node("DiffSkipInterval", p,
-                                                                                               every=2)))
-    assert not torch.equal(fc.sample(_node("DiffSkipInterval", p, every=2, cfg=1)), base)
-    with pytest.raises(diffskip.errors.PolicyError, match=r"cfg=2 needs to know which rows are the unconditional"):
-        fc.sample(_node("DiffSkipInterval", p, every=2, cfg=2))
+@pytest.mark.parametrize("legacy", [False, True])
+def test_cfg_aware_caching_reads_comfyui_cond_or_uncond(legacy):
+    from diffskip.comfy import last_stats
+
+    p = fc.patcher("unet", legacy=legacy)
+    one = _node("DiffSkipInterval", p, every=2, cfg=1)
+    two = _node("DiffSkipInterval", p, every=2, cfg=2)
+    a, b = fc.sample(one, steps=8), fc.sample(two, steps=8)
+    s1, s2 = last_stats(one), last_stats(two)
+    assert s2.computed < s1.computed and not torch.equal(a, b)
+    rows = s2.per_row(0)  # ComfyUI batches [cond, uncond] (cond_or_uncond [0, 1]): the second row is thinned
+    assert rows[1] < rows[0] == s1.per_row(0)[0]
+
+
+def test_cond_or_uncond_maps_to_the_session_uncond_forms():
+    from diffskip.comfy.patch import CondOrUncond
+
+    rows = CondOrUncond()
+    cases = [([0, 1], 2, 1, "second-half"), ([1, 0], 4, 1, "half"), ([0], 1, 1, None), ([1], 1, 2, 1),
+             ([1], 1, 1, 0), ([0, 1, 1], 3, 1, None), (None, 2, 1, None)]
+    for order, batch, calls, want in cases:
+        rows.last = order
+        assert rows(batch, calls) == want, order

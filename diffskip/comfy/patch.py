@@ -40,6 +40,26 @@ class _Run:
         return self  # ModelPatcher.clone deep-copies model_options; the stats must stay reachable
 
 
+class CondOrUncond:
+    """`session(uncond=)` for ComfyUI: which rows or call of a step are unconditional, from the `cond_or_uncond`
+    list (0: a cond chunk, 1: an uncond chunk, batched in that order) that ComfyUI passes each model call."""
+
+    def __init__(self) -> None:
+        self.last: list | None = None  # the latest call's cond_or_uncond
+
+    def see(self, module, args: tuple, kwargs: dict) -> None:
+        """Forward pre-hook on the diffusion model: remember the call's cond_or_uncond."""
+        self.last = (kwargs.get("transformer_options") or {}).get("cond_or_uncond")
+
+    def __call__(self, batch: int, calls: int):
+        order = self.last
+        if order in ([1, 0], [0, 1]) and batch % 2 == 0:  # one call per step, two equal chunks
+            return "half" if order[0] == 1 else "second-half"
+        if order == [1]:  # one chunk per call: this call (the calls-th of step 0) is the unconditional one
+            return calls - 1
+        return None  # not known yet (a cond-only call), or chunks diffskip cannot pair: cfg > 1 then raises
+
+
 class _OuterSample(_Run):
     """OUTER_SAMPLE wrapper: one diffskip session around one sampling run of the guider's model."""
 
@@ -48,8 +68,13 @@ class _OuterSample(_Run):
         model = hooks.attach(patcher.get_model_object("diffusion_model"))
         sigmas = kwargs["sigmas"] if "sigmas" in kwargs else args[3]
         self.check_steps(len(sigmas) - 1)
-        with session(model, self.policy, num_steps=len(sigmas) - 1) as s:
-            out = executor(*args, **kwargs)
+        rows = CondOrUncond()
+        handle = model.register_forward_pre_hook(rows.see, with_kwargs=True, prepend=True)
+        try:
+            with session(model, self.policy, num_steps=len(sigmas) - 1, uncond=rows) as s:
+                out = executor(*args, **kwargs)
+        finally:
+            handle.remove()
         self.stats = s.stats
         return out
 
@@ -63,11 +88,13 @@ class _UnetFunction(_Run):
         self.model, self.previous = hooks.attach(model), previous
         self.session: Session | None = None
         self._sigmas = None
+        self.rows = CondOrUncond()
 
     def __call__(self, apply_model: Callable, params: dict) -> Any:
         self._sigmas = params["c"].get("transformer_options", {}).get("sample_sigmas")
+        self.rows.last = params.get("cond_or_uncond")
         if self.session is None:
-            self.session = Session(hooks.hooked(self.model), self.policy, num_steps=self._steps)
+            self.session = Session(hooks.hooked(self.model), self.policy, num_steps=self._steps, uncond=self.rows)
         with hooks.activate(self.model, self.session):
             out = (self.previous(apply_model, params) if self.previous is not None
                    else apply_model(params["input"], params["timestep"], **params["c"]))
