@@ -243,13 +243,13 @@ def _heldout(res: TuneResult, sample: Sampler, full: int, peak: float | None) ->
     return {"psnr": pick_.psnr, "fewer_steps_psnr": fewer.psnr, "margin_db": pick_.psnr - fewer.psnr}
 
 
-def _jump_trials(model: nn.Module, budget: float, full: int, table: list[Trial], rank: str | None,
+def _jump_trials(budget: float, full: int, table: list[Trial], live: float, units: int, rank: str | None,
                  sched: str | None) -> list[Trial]:
     """Jump candidates in both forms (fitted mean; prompt-aware, one step later to pay for its model call)."""
     best = sorted((t for t in table if t.policy != "never" and t.psnr is not None and t.error is None
                    and t.skip == 0), key=lambda t: -t.psnr)[:2]
     out = []
-    for p, n, k in jump_candidates(budget, full, live_share(model), skippable_units(model), rank,
+    for p, n, k in jump_candidates(budget, full, live, units, rank,
                                    [(t.policy, t.num_steps) for t in best]):
         out.append(Trial(p, n, sched, k))
         if k + 1 < n:
@@ -283,14 +283,15 @@ def tune(model: nn.Module, run: Loop | Sampler, budget: float, full_steps: int, 
     residual = h.adapter.reuse == "residual"  # replayed outputs of UNet layers: no profile (see docs)
     rank = _rank(model, sample, full_steps, ref)[0] if profile and residual else None
     measure = _measurer(sample, ref, full_steps, peak)
-    pairs = candidates(budget, full_steps, live_share(model), skippable_units(model), rank) + list(extra or [])
+    live, units = live_share(model), skippable_units(model)
+    pairs = candidates(budget, full_steps, live, units, rank) + list(extra or [])
     trials = [Trial(p, n, s) for p, n in pairs for s in schedulers if p == "never" or s == schedulers[0]]
     best, table = search(measure, trials, budget)
     if jumps:  # second stage: jumps alone and before caching
-        best, table = search(measure, table + _jump_trials(model, budget, full_steps, table, rank, schedulers[0]),
+        best, table = search(measure, table + _jump_trials(budget, full_steps, table, live, units, rank, schedulers[0]),
                              budget, done=len(table))
     if cfg:  # third stage: the unconditional half computed less often, on the best plans
-        best, table = search(measure, table + cfg_variants(table, budget, full_steps, live_share(model)), budget,
+        best, table = search(measure, table + cfg_variants(table, budget, full_steps, live), budget,
                              done=len(table))
     res = TuneResult(best.policy, best.num_steps, best.flops, best.psnr, budget, full_steps, best.scheduler,
                      best.skip, best.conditional, table)

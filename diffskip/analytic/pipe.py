@@ -65,8 +65,7 @@ def _jumped_latents(pipe: Any, skip: GaussianSkip, call: dict, denoiser: torch.n
     """Draw the initial noise as the pipeline would (user generator / latents) and jump it `skip.steps` steps."""
     from diffusers.utils.torch_utils import randn_tensor
 
-    _shape_check(pipe, skip, call, denoiser)
-    shape = _latent_shape(pipe, call, denoiser)
+    shape = _shape_check(pipe, skip, call, denoiser)
     device, dtype = pipe._execution_device, denoiser.dtype
     noise = call.get("latents")
     if noise is None:
@@ -90,12 +89,14 @@ def _jumped_latents(pipe: Any, skip: GaussianSkip, call: dict, denoiser: torch.n
     return (x_k / float(getattr(tail, "init_noise_sigma", 1.0))).to(device=device, dtype=dtype)
 
 
-def _shape_check(pipe: Any, skip: GaussianSkip, call: dict, denoiser: torch.nn.Module) -> None:
+def _shape_check(pipe: Any, skip: GaussianSkip, call: dict, denoiser: torch.nn.Module) -> tuple[int, ...]:
+    """Return the call's latent shape (B, C, H, W); raise unless the statistics were fitted for it."""
     shape = _latent_shape(pipe, call, denoiser)
     if tuple(shape[1:]) != skip.stats.shape:
         raise StatsShapeError(f"{type(pipe).__name__} draws latents {shape[1:]} for this call but the Gaussian "
                               f"statistics were fitted on {skip.stats.shape}; fit statistics at this size "
                               f"(`diffskip fit-gaussian`) or call with the height/width they were fitted for.")
+    return shape
 
 
 @contextlib.contextmanager
